@@ -1,0 +1,101 @@
+package messages
+
+import (
+	"fmt"
+	"strings"
+)
+
+// DefaultPrefix is the first token of every jetqueue subject.
+const DefaultPrefix = "jq"
+
+// Subjects builds the subject and stream names of one queue. Several queues
+// share a NATS system by using different prefixes.
+type Subjects struct {
+	prefix string
+}
+
+// NewSubjects returns the subjects for prefix, which must be a valid subject
+// token (see ValidateToken). An empty prefix means DefaultPrefix.
+func NewSubjects(prefix string) (Subjects, error) {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if err := ValidateToken("subject prefix", prefix); err != nil {
+		return Subjects{}, err
+	}
+	return Subjects{prefix: prefix}, nil
+}
+
+// DefaultSubjects returns the subjects for DefaultPrefix.
+func DefaultSubjects() Subjects { return Subjects{prefix: DefaultPrefix} }
+
+// Prefix returns the first token of the queue's subjects.
+func (s Subjects) Prefix() string { return s.prefix }
+
+// API returns the request subject of an API verb: jq.api.<verb>.
+func (s Subjects) API(verb string) string { return s.prefix + ".api." + verb }
+
+// APIGroup returns the micro endpoint group of the API: jq.api.
+func (s Subjects) APIGroup() string { return s.prefix + ".api" }
+
+// Event returns the subject of one lifecycle event:
+// jq.evt.<plugin>.<job_id>.<event>.
+func (s Subjects) Event(plugin, jobID string, kind EventKind) string {
+	return s.prefix + ".evt." + plugin + "." + jobID + "." + string(kind)
+}
+
+// EventFilter returns a subject filter over events. Empty arguments match
+// any plugin, job or event kind.
+func (s Subjects) EventFilter(plugin, jobID string, kind EventKind) string {
+	if plugin == "" {
+		plugin = "*"
+	}
+	if jobID == "" {
+		jobID = "*"
+	}
+	k := string(kind)
+	if k == "" {
+		k = "*"
+	}
+	return s.Event(plugin, jobID, EventKind(k))
+}
+
+// Events returns the filter of all events: jq.evt.>.
+func (s Subjects) Events() string { return s.prefix + ".evt.>" }
+
+// Log returns the subject of one job's log lines: jq.log.<job_id>.
+func (s Subjects) Log(jobID string) string { return s.prefix + ".log." + jobID }
+
+// Logs returns the filter of all log lines: jq.log.>.
+func (s Subjects) Logs() string { return s.prefix + ".log.>" }
+
+// Heartbeat returns the subject workers publish heartbeats on: jq.wrk.hb.
+func (s Subjects) Heartbeat() string { return s.prefix + ".wrk.hb" }
+
+// Report returns the subject workers send job reports on: jq.wrk.report.
+func (s Subjects) Report() string { return s.prefix + ".wrk.report" }
+
+// WorkerCommand returns the subject a worker receives commands on:
+// jq.wrk.cmd.<worker>.
+func (s Subjects) WorkerCommand(worker string) string { return s.prefix + ".wrk.cmd." + worker }
+
+// EventsStream returns the name of the lifecycle event stream: JQ_EVENTS for
+// the default prefix, <PREFIX>_EVENTS otherwise.
+func (s Subjects) EventsStream() string { return s.streamName("EVENTS") }
+
+// LogsStream returns the name of the log stream: JQ_LOGS for the default prefix.
+func (s Subjects) LogsStream() string { return s.streamName("LOGS") }
+
+func (s Subjects) streamName(kind string) string {
+	return strings.ToUpper(strings.ReplaceAll(s.prefix, "-", "_")) + "_" + kind
+}
+
+// ParseEventSubject splits an event subject into plugin, job id and kind.
+func (s Subjects) ParseEventSubject(subject string) (plugin, jobID string, kind EventKind, err error) {
+	rest, ok := strings.CutPrefix(subject, s.prefix+".evt.")
+	parts := strings.Split(rest, ".")
+	if !ok || len(parts) != 3 {
+		return "", "", "", fmt.Errorf("invalid event subject %q: expected %s.evt.<plugin>.<job_id>.<event>", subject, s.prefix)
+	}
+	return parts[0], parts[1], EventKind(parts[2]), nil
+}
