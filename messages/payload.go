@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -44,7 +45,7 @@ func (p Payload) MarshalJSON() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(v)
+	return json.Marshal(keepFloats(v))
 }
 
 // UnmarshalJSON stores the JSON value as msgpack.
@@ -55,7 +56,11 @@ func (p *Payload) UnmarshalJSON(data []byte) error {
 	if err := dec.Decode(&v); err != nil {
 		return err
 	}
-	enc, err := NewPayload(fromJSON(v))
+	v, err := fromJSON(v)
+	if err != nil {
+		return err
+	}
+	enc, err := NewPayload(v)
 	if err != nil {
 		return err
 	}
@@ -71,9 +76,7 @@ func (p Payload) Value() (any, error) {
 		return nil, nil
 	}
 	dec := msgpack.NewDecoder(bytes.NewReader(p))
-	dec.SetMapDecoder(func(d *msgpack.Decoder) (any, error) {
-		return d.DecodeUntypedMap()
-	})
+	dec.SetMapDecoder(decodeJSONMap)
 	v, err := dec.DecodeInterface()
 	if err != nil {
 		return nil, fmt.Errorf("decode payload: %w", err)
@@ -121,16 +124,38 @@ func (p Payload) Kind() string {
 	return "other"
 }
 
-// jsonSafe converts maps with non-string keys, which msgpack allows and JSON
-// does not, into maps keyed by the keys' printed form.
+// decodeJSONMap decodes a msgpack map into a map[string]any, printing keys
+// that are not strings. DecodeUntypedMap would panic on a key that is an
+// array or a map, which are not comparable in Go.
+func decodeJSONMap(d *msgpack.Decoder) (any, error) {
+	n, err := d.DecodeMapLen()
+	if err != nil || n < 0 {
+		return nil, err
+	}
+
+	// The length comes from the input: cap the allocation it causes.
+	m := make(map[string]any, min(n, 1024))
+	for range n {
+		k, err := d.DecodeInterface()
+		if err != nil {
+			return nil, err
+		}
+		v, err := d.DecodeInterface()
+		if err != nil {
+			return nil, err
+		}
+		key, ok := k.(string)
+		if !ok {
+			key = fmt.Sprint(jsonSafe(k))
+		}
+		m[key] = v
+	}
+	return m, nil
+}
+
+// jsonSafe converts binary strings in v to strings, which JSON can carry.
 func jsonSafe(v any) any {
 	switch t := v.(type) {
-	case map[any]any:
-		m := make(map[string]any, len(t))
-		for k, e := range t {
-			m[fmt.Sprint(k)] = jsonSafe(e)
-		}
-		return m
 	case map[string]any:
 		for k, e := range t {
 			t[k] = jsonSafe(e)
@@ -147,26 +172,75 @@ func jsonSafe(v any) any {
 	return v
 }
 
-// fromJSON turns json.Number values into int64 where they are integers, so
-// "3" arrives at a plugin as an integer and not as a float.
-func fromJSON(v any) any {
+// keepFloats replaces the floats in v with JSON numbers that keep a
+// fraction or an exponent, so 2.0 reaches a JSON reader as a float and not
+// as the integer 2. NaN and infinities stay, and json.Marshal rejects them.
+func keepFloats(v any) any {
+	var f any
 	switch t := v.(type) {
-	case json.Number:
-		if i, err := t.Int64(); err == nil {
-			return i
-		}
-		f, _ := t.Float64()
-		return f
 	case map[string]any:
 		for k, e := range t {
-			t[k] = fromJSON(e)
+			t[k] = keepFloats(e)
 		}
 		return t
 	case []any:
 		for i, e := range t {
-			t[i] = fromJSON(e)
+			t[i] = keepFloats(e)
 		}
 		return t
+	case float64:
+		f = t
+	case float32:
+		f = t
+	default:
+		return v
 	}
-	return v
+
+	b, err := json.Marshal(f)
+	if err != nil {
+		return v
+	}
+	if !bytes.ContainsAny(b, ".eE") {
+		b = append(b, ".0"...)
+	}
+	return json.Number(b)
+}
+
+// fromJSON turns json.Number values into int64 or uint64 where they are
+// integers, so "3" arrives at a plugin as an integer and not as a float, and
+// into float64 otherwise. A number beyond the float64 range is an error.
+func fromJSON(v any) (any, error) {
+	switch t := v.(type) {
+	case json.Number:
+		if i, err := t.Int64(); err == nil {
+			return i, nil
+		}
+		if u, err := strconv.ParseUint(string(t), 10, 64); err == nil {
+			return u, nil
+		}
+		f, err := t.Float64()
+		if err != nil {
+			return nil, fmt.Errorf("number %s is out of the float64 range", t)
+		}
+		return f, nil
+	case map[string]any:
+		for k, e := range t {
+			c, err := fromJSON(e)
+			if err != nil {
+				return nil, err
+			}
+			t[k] = c
+		}
+		return t, nil
+	case []any:
+		for i, e := range t {
+			c, err := fromJSON(e)
+			if err != nil {
+				return nil, err
+			}
+			t[i] = c
+		}
+		return t, nil
+	}
+	return v, nil
 }

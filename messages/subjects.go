@@ -2,6 +2,7 @@ package messages
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -22,6 +23,9 @@ func NewSubjects(prefix string) (Subjects, error) {
 	}
 	if err := ValidateToken("subject prefix", prefix); err != nil {
 		return Subjects{}, err
+	}
+	if strings.ToLower(prefix) != prefix {
+		return Subjects{}, Errorf(CodeInvalid, "subject prefix %q has upper-case letters: use lower case, because stream names are the upper-cased prefix", prefix)
 	}
 	return Subjects{prefix: prefix}, nil
 }
@@ -87,14 +91,14 @@ func (s Subjects) EventsStream() string { return s.streamName("EVENTS") }
 func (s Subjects) LogsStream() string { return s.streamName("LOGS") }
 
 func (s Subjects) streamName(kind string) string {
-	return strings.ToUpper(strings.ReplaceAll(s.prefix, "-", "_")) + "_" + kind
+	return strings.ToUpper(s.prefix) + "_" + kind
 }
 
 // ParseEventSubject splits an event subject into plugin, job id and kind.
 func (s Subjects) ParseEventSubject(subject string) (plugin, jobID string, kind EventKind, err error) {
 	rest, ok := strings.CutPrefix(subject, s.prefix+".evt.")
 	parts := strings.Split(rest, ".")
-	if !ok || len(parts) != 3 {
+	if !ok || len(parts) != 3 || slices.Contains(parts, "") {
 		return "", "", "", fmt.Errorf("invalid event subject %q: expected %s.evt.<plugin>.<job_id>.<event>", subject, s.prefix)
 	}
 	return parts[0], parts[1], EventKind(parts[2]), nil

@@ -1,7 +1,6 @@
 package messages
 
 import (
-	"fmt"
 	"math"
 
 	"github.com/google/uuid"
@@ -35,8 +34,7 @@ func ValidateToken(what, value string) error {
 	if len(value) > MaxNameLength {
 		return Errorf(CodeInvalid, "%s %.20q... is %d bytes long: the maximum is %d", what, value, len(value), MaxNameLength)
 	}
-	for i := 0; i < len(value); i++ {
-		c := value[i]
+	for _, c := range value {
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 		if !ok {
 			return Errorf(CodeInvalid, "%s %q contains %q: use only letters, digits, '-' and '_'", what, value, c)
@@ -135,5 +133,5 @@ func ValidateProgress(p float64) error {
 	if p == -1 || (p >= 0 && p <= 1) {
 		return nil
 	}
-	return fmt.Errorf("progress %v is out of range: use 0 to 1, or -1 when indeterminate", p)
+	return Errorf(CodeInvalid, "progress %v is out of range: use 0 to 1, or -1 when indeterminate", p)
 }

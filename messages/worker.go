@@ -58,7 +58,8 @@ type PluginInfo struct {
 	LastUsed time.Time `msgpack:"last_used" json:"last_used"`
 }
 
-// RunningJob names a job a worker is running.
+// RunningJob names a job a worker holds: one that runs, or that ended and
+// whose final report the coordinator has not acknowledged yet.
 type RunningJob struct {
 	ID      string `msgpack:"id" json:"id"`
 	Attempt int    `msgpack:"attempt" json:"attempt"`
@@ -73,6 +74,9 @@ type Heartbeat struct {
 	Info    WorkerInfo   `msgpack:"info" json:"info"`
 	Running []RunningJob `msgpack:"running" json:"running"`
 	Time    time.Time    `msgpack:"time" json:"time"`
+	// Leaving is set in the last heartbeat of a worker that stops: the
+	// coordinator forgets it at once instead of waiting for the lease.
+	Leaving bool `msgpack:"leaving" json:"leaving,omitempty"`
 }
 
 // Worker command kinds, sent by the coordinator on jq.wrk.cmd.<worker>.

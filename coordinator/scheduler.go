@@ -1,0 +1,385 @@
+package coordinator
+
+import (
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jetqueue/jetqueue/messages"
+)
+
+// verdict is the outcome of trying to place one job.
+type verdict int
+
+const (
+	placeNow   verdict = iota // a worker has room now
+	placeLater                // a worker could run it once resources free up
+	placeNever                // no connected worker can ever run it
+)
+
+// placement is where a job goes, or why it cannot go anywhere now.
+type placement struct {
+	verdict verdict
+	worker  *workerEntry
+	gpus    []int
+	res     messages.Resources
+	reason  string
+}
+
+// schedule dispatches jobs from the head of the queue while they can be
+// placed. Dispatch order is strict: when the head job has to wait, every
+// job behind it waits too. Jobs that no connected worker can ever run are
+// parked outside the queue, so they hold nobody up.
+func (s *state) schedule() {
+	if !s.dirty {
+		return
+	}
+	s.dirty = false
+	s.blocked = ""
+	now := s.now()
+	for {
+		e := s.queue.peek()
+		if e == nil {
+			return
+		}
+		p := s.place(e, now)
+		switch p.verdict {
+		case placeNow:
+			s.queue.pop()
+			e.reason = ""
+			s.dispatch(e, p, now)
+		case placeNever:
+			s.queue.pop()
+			e.parked = true
+			e.reason = p.reason
+			s.parked[e.job.ID] = e
+		case placeLater:
+			e.reason = p.reason
+			s.blocked = p.reason
+			return
+		}
+	}
+}
+
+// unparkAll returns parked jobs to the queue, because the set of workers
+// changed and some may be placeable now.
+func (s *state) unparkAll() {
+	for id, e := range s.parked {
+		delete(s.parked, id)
+		e.parked = false
+		s.queue.push(e)
+	}
+	s.dirty = true
+}
+
+// place finds the best worker for e.
+func (s *state) place(e *jobEntry, now time.Time) placement {
+	plugin := e.job.PluginName
+	var (
+		candidates int
+		best       *placement
+		bestScore  int
+		waits      []string
+		never      []string
+	)
+	names := make([]string, 0, len(s.workers))
+	for name, w := range s.workers {
+		if !w.lost && w.known {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+
+	for _, name := range names {
+		w := s.workers[name]
+		info, ok := w.plugin(plugin)
+		if !ok {
+			continue
+		}
+		candidates++
+		res := e.job.Requirements.Apply(info.Resources)
+		if why := cannotEverFit(w, res); why != "" {
+			never = append(never, why)
+			continue
+		}
+		if w.info.Draining {
+			waits = append(waits, fmt.Sprintf("worker %s is draining", name))
+			continue
+		}
+		if now.Before(w.holdUntil) {
+			waits = append(waits, fmt.Sprintf("worker %s rejected a job and gets none until %s", name, w.holdUntil.Format(time.TimeOnly)))
+			continue
+		}
+		gpus, why := fitsNow(w, info, res)
+		if why != "" {
+			waits = append(waits, why)
+			continue
+		}
+		score := placementScore(w, info)
+		if best == nil || score > bestScore {
+			best = &placement{verdict: placeNow, worker: w, gpus: gpus, res: res}
+			bestScore = score
+		}
+	}
+
+	switch {
+	case best != nil:
+		return *best
+	case candidates == 0:
+		return placement{verdict: placeNever, reason: fmt.Sprintf("no connected worker provides plugin %s", plugin)}
+	case len(waits) == 0:
+		return placement{verdict: placeNever, reason: "can never fit: " + summarize(never)}
+	}
+	return placement{verdict: placeLater, reason: "waits: " + summarize(waits)}
+}
+
+// summarize joins up to three reasons and counts the rest.
+func summarize(reasons []string) string {
+	const shown = 3
+	if len(reasons) <= shown {
+		return strings.Join(reasons, "; ")
+	}
+	return fmt.Sprintf("%s; and %d more workers", strings.Join(reasons[:shown], "; "), len(reasons)-shown)
+}
+
+// placementScore ranks workers that fit: a warm idle plugin process first,
+// then the fewest jobs.
+func placementScore(w *workerEntry, info messages.PluginInfo) int {
+	score := -len(w.jobs)
+	if info.Warm > 0 && w.pluginBusy[info.Name] < info.Instances {
+		score += 1 << 20
+	}
+	return score
+}
+
+// cannotEverFit returns why res exceeds what w has in total, or "".
+func cannotEverFit(w *workerEntry, res messages.Resources) string {
+	name := w.info.Name
+	if res.GPUs > len(w.info.GPUs) {
+		return fmt.Sprintf("worker %s has %d GPUs, the job needs %d", name, len(w.info.GPUs), res.GPUs)
+	}
+	if res.GPUs > 0 && res.GPUMemoryMB > 0 {
+		fitting := 0
+		for _, g := range w.info.GPUs {
+			if g.MemoryTotalMB >= res.GPUMemoryMB {
+				fitting++
+			}
+		}
+		if fitting < res.GPUs {
+			return fmt.Sprintf("worker %s has %d GPUs with %s MiB or more in total, the job needs %d", name, fitting, mib(res.GPUMemoryMB), res.GPUs)
+		}
+	}
+	if w.info.MemoryTotalMB > 0 && res.MemoryMB > w.info.MemoryTotalMB {
+		return fmt.Sprintf("worker %s has %s MiB of memory, the job needs %s MiB", name, mib(w.info.MemoryTotalMB), mib(res.MemoryMB))
+	}
+	if w.info.CPUs > 0 && res.CPUs > w.info.CPUs {
+		return fmt.Sprintf("worker %s has %g CPUs, the job needs %g", name, w.info.CPUs, res.CPUs)
+	}
+	return ""
+}
+
+// fitsNow returns the GPUs to give the job on w, or why it must wait.
+func fitsNow(w *workerEntry, info messages.PluginInfo, res messages.Resources) ([]int, string) {
+	name := w.info.Name
+	if len(w.jobs) >= w.info.MaxJobs {
+		return nil, fmt.Sprintf("worker %s runs %d of %d jobs", name, len(w.jobs), w.info.MaxJobs)
+	}
+	instances := max(info.Instances, 1)
+	if busy := w.pluginBusy[info.Name]; busy >= instances {
+		return nil, fmt.Sprintf("plugin %s on worker %s is busy (%d of %d instances)", info.Name, name, busy, instances)
+	}
+	if w.info.CPUs > 0 && res.CPUs > 0 && w.cpus+res.CPUs > w.info.CPUs {
+		return nil, fmt.Sprintf("worker %s has %g of %g CPUs reserved, the job needs %g", name, w.cpus, w.info.CPUs, res.CPUs)
+	}
+	if w.info.MemoryTotalMB > 0 && res.MemoryMB > 0 && w.memoryMB+res.MemoryMB > w.info.MemoryTotalMB {
+		return nil, fmt.Sprintf("worker %s has %s MiB of memory free of reservations, the job needs %s MiB",
+			name, mib(w.info.MemoryTotalMB-w.memoryMB), mib(res.MemoryMB))
+	}
+	if res.GPUs == 0 {
+		return nil, ""
+	}
+	return pickGPUs(w, res)
+}
+
+// pickGPUs chooses res.GPUs GPUs on w with enough memory free both by the
+// worker's live report and by the coordinator's reservations, preferring
+// the GPUs with the least room that still fits. A job that asks for no
+// GPU memory gets GPUs no other job holds.
+func pickGPUs(w *workerEntry, res messages.Resources) ([]int, string) {
+	type option struct {
+		index int
+		free  int64
+	}
+	var options []option
+	var mostFree int64 = -1
+	mostFreeIndex := -1
+	for _, g := range w.info.GPUs {
+		free := min(g.MemoryFreeMB, g.MemoryTotalMB-w.gpuMB[g.Index])
+		if free > mostFree {
+			mostFree, mostFreeIndex = free, g.Index
+		}
+		if res.GPUMemoryMB == 0 && w.gpuJobs[g.Index] > 0 {
+			continue
+		}
+		if free >= res.GPUMemoryMB {
+			options = append(options, option{g.Index, free})
+		}
+	}
+	if len(options) < res.GPUs {
+		if res.GPUMemoryMB == 0 {
+			return nil, fmt.Sprintf("worker %s has %d of %d GPUs without a job, the job needs %d", w.info.Name, len(options), len(w.info.GPUs), res.GPUs)
+		}
+		return nil, fmt.Sprintf("waits for %d GPU with %s MiB free; the most free is %s MiB on %s GPU %d",
+			res.GPUs, mib(res.GPUMemoryMB), mib(max(mostFree, 0)), w.info.Name, mostFreeIndex)
+	}
+	sort.Slice(options, func(i, j int) bool {
+		if options[i].free != options[j].free {
+			return options[i].free < options[j].free
+		}
+		return options[i].index < options[j].index
+	})
+	gpus := make([]int, res.GPUs)
+	for i := range gpus {
+		gpus[i] = options[i].index
+	}
+	sort.Ints(gpus)
+	return gpus, ""
+}
+
+// mib formats a MiB count with thousands separators: 24576 -> "24,576".
+func mib(n int64) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	if neg {
+		return "-" + s
+	}
+	return s
+}
+
+// dispatch marks e running on the placement's worker, journals the start,
+// and sends the run command once the journal has it.
+func (s *state) dispatch(e *jobEntry, p placement, now time.Time) {
+	w := p.worker
+	e.job.Attempt++
+	e.job.Worker = w.info.Name
+	e.job.StartedAt = &now
+	e.job.Progress = 0
+	e.job.StatusMessage = ""
+	e.job.PendingReason = ""
+	e.job.CancelPhase = messages.CancelNone
+	e.gpus = p.gpus
+	e.res = p.res
+	e.runSent, e.accepted, e.unconfirmed = false, false, false
+	s.setStatus(e, messages.StatusRunning)
+	s.running[e.job.ID] = e
+	w.assign(e)
+
+	attempt := e.job.Attempt
+	s.record(e, messages.EventStarted, func(err error) {
+		if err == nil {
+			s.sendRun(e, attempt)
+		}
+	})
+}
+
+// sendRun sends the run command for a started job, unless the job was
+// cancelled before it reached the worker.
+func (s *state) sendRun(e *jobEntry, attempt int) {
+	if e.job.Status != messages.StatusRunning || e.job.Attempt != attempt || e.runSent {
+		return
+	}
+	now := s.now()
+	if e.job.CancelPhase != messages.CancelNone {
+		e.job.Error = "cancelled before the job reached its worker"
+		s.finish(e, messages.StatusCancelled, now)
+		s.record(e, messages.EventCancelled, nil)
+		return
+	}
+	cmd := messages.WorkerCommand{V: messages.ProtocolVersion, Kind: messages.CommandRun, Job: &e.job, GPUs: e.gpus}
+	data, err := messages.Encode(&cmd)
+	if err == nil {
+		reply := fmt.Sprintf("%s.%s.%d", s.c.dispatchInbox, e.job.ID, attempt)
+		err = s.c.nc.PublishRequest(s.c.subj.WorkerCommand(e.job.Worker), reply, data)
+	}
+	e.runSent = true
+	e.dispatchedAt = now
+	if err != nil {
+		s.c.log.Error("send run command failed", slog.String("job_id", e.job.ID), slog.String("worker", e.job.Worker), slog.Any("error", err))
+		s.requeue(e, fmt.Sprintf("sending the job to worker %s failed: %v", e.job.Worker, err), now, false)
+	}
+}
+
+// sendCancel publishes a cancel command to a worker.
+func (s *state) sendCancel(worker, jobID string, attempt int) {
+	cmd := messages.WorkerCommand{V: messages.ProtocolVersion, Kind: messages.CommandCancel, JobID: jobID, Attempt: attempt}
+	data, err := messages.Encode(&cmd)
+	if err == nil {
+		err = s.c.nc.Publish(s.c.subj.WorkerCommand(worker), data)
+	}
+	if err != nil {
+		s.c.log.Error("send cancel command failed", slog.String("job_id", jobID), slog.String("worker", worker), slog.Any("error", err))
+	}
+}
+
+// requeue takes a running job off its worker and puts it back in the queue,
+// or ends it: cancelled when a cancel was requested, failed when it used up
+// its attempts. counted is false when the job never reached the worker, so
+// the dispatch does not count as an attempt.
+func (s *state) requeue(e *jobEntry, reason string, now time.Time, counted bool) {
+	if e.job.Status != messages.StatusRunning {
+		return
+	}
+	worker := e.job.Worker
+	if w := s.workers[worker]; w != nil {
+		w.release(e)
+	}
+	delete(s.running, e.job.ID)
+	delete(s.progressPending, e.job.ID)
+	e.progressDirty = false
+	if !counted {
+		e.job.Attempt--
+	}
+	s.c.log.Warn("job re-queued", slog.String("job_id", e.job.ID), slog.String("worker", worker), slog.Int("attempt", e.job.Attempt), slog.String("reason", reason))
+
+	if e.job.CancelPhase != messages.CancelNone {
+		e.job.Error = "cancelled; its worker stopped running it: " + reason
+		s.finish(e, messages.StatusCancelled, now)
+		s.record(e, messages.EventCancelled, nil)
+		return
+	}
+	e.job.Requeues = append(e.job.Requeues, messages.Requeue{Time: now, Worker: worker, Attempt: e.job.Attempt, Reason: reason})
+	if counted && e.job.Attempt >= e.job.MaxAttempts {
+		e.job.Error = fmt.Sprintf("gave up after %d of %d attempts; the last ended: %s", e.job.Attempt, e.job.MaxAttempts, reason)
+		s.finish(e, messages.StatusFailed, now)
+		s.record(e, messages.EventFailed, nil)
+		return
+	}
+	s.setStatus(e, messages.StatusPending)
+	e.job.Progress = 0
+	e.job.StatusMessage = ""
+	e.job.CancelPhase = messages.CancelNone
+	e.runSent, e.accepted, e.unconfirmed = false, false, false
+	e.gpus = nil
+	s.queue.push(e)
+	s.dirty = true
+	s.record(e, messages.EventRequeued, nil)
+}
+
+// checkDispatches re-queues jobs whose worker did not acknowledge the run
+// command in time, and tells that worker to drop them.
+func (s *state) checkDispatches(now time.Time) {
+	timeout := s.c.cfg.DispatchTimeout
+	for _, e := range s.running {
+		if !e.runSent || e.accepted || e.unconfirmed || now.Sub(e.dispatchedAt) < timeout {
+			continue
+		}
+		s.sendCancel(e.job.Worker, e.job.ID, e.job.Attempt)
+		s.requeue(e, fmt.Sprintf("worker %s did not acknowledge the job within %s", e.job.Worker, timeout), now, true)
+	}
+}
