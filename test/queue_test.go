@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -343,4 +344,51 @@ func TestLostWorkerJobIsRequeued(t *testing.T) {
 		t.Fatalf("requeues = %+v, want one from worker doomed", j.Requeues)
 	}
 	g.open()
+}
+
+func TestCancelRacingDispatchNeverLeavesJobRunning(t *testing.T) {
+	e := newEnv(t, nil)
+	var mu sync.Mutex
+	active := map[string]bool{}
+	handler := func(ctx context.Context, job *messages.Job, r worker.Reporter) (any, error) {
+		mu.Lock()
+		active[job.ID] = true
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			delete(active, job.ID)
+			mu.Unlock()
+		}()
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	e.startWorker(worker.Config{Name: "w1", MaxJobs: 4}, map[string]worker.Handler{"forever": handler})
+
+	// Each cancel follows its submit at once, so it meets the job pending,
+	// in the middle of its dispatch, or running.
+	const n = 40
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = e.submit("forever", nil)
+		if _, err := e.client.Cancel(context.Background(), ids[i]); err != nil {
+			t.Fatalf("cancel %d: %v", i, err)
+		}
+	}
+	for _, id := range ids {
+		if j := e.wait(id, 20*time.Second); j.Status != messages.StatusCancelled {
+			t.Fatalf("job %s ended %s, want cancelled", id, j.Status)
+		}
+	}
+	e.eventually(10*time.Second, "no handler still running", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(active) == 0
+	})
+	st, err := e.client.State(context.Background(), messages.StateRequest{})
+	if err != nil {
+		t.Fatalf("State: %v", err)
+	}
+	if len(st.Running) != 0 {
+		t.Fatalf("%d jobs still running after every cancel", len(st.Running))
+	}
 }
