@@ -107,8 +107,8 @@ func (c *Coordinator) handleSubmit(req micro.Request) {
 		c.respondError(req, err)
 		return
 	}
-	c.do(func() {
-		c.state.submit(&r, func(reply messages.SubmitReply, err error) {
+	c.withState(req, func(s *state) {
+		s.submit(&r, func(reply messages.SubmitReply, err error) {
 			if err != nil {
 				c.respondError(req, err)
 				return
@@ -135,7 +135,7 @@ func (c *Coordinator) handleSubmitBatch(req micro.Request) {
 		c.respondError(req, messages.Errorf(messages.CodeTooLarge, "submit_batch has %d jobs: the maximum is %d; split the batch", len(r.Jobs), maxBatch))
 		return
 	}
-	c.do(func() { c.state.submitBatch(req, r.Jobs) })
+	c.withState(req, func(s *state) { s.submitBatch(req, r.Jobs) })
 }
 
 // maxBatch is the most jobs one submit_batch request may carry.
@@ -150,13 +150,13 @@ func (c *Coordinator) handleGet(req micro.Request) {
 		c.respondError(req, err)
 		return
 	}
-	c.do(func() {
-		e, err := c.state.lookup(r.ID)
+	c.withState(req, func(s *state) {
+		e, err := s.lookup(r.ID)
 		if err != nil {
 			c.respondError(req, err)
 			return
 		}
-		c.respond(req, &messages.JobReply{Job: c.state.view(e)})
+		c.respond(req, &messages.JobReply{Job: s.view(e)})
 	})
 }
 
@@ -169,7 +169,7 @@ func (c *Coordinator) handleCancel(req micro.Request) {
 		c.respondError(req, err)
 		return
 	}
-	c.do(func() { c.state.cancel(req, r.ID) })
+	c.withState(req, func(s *state) { s.cancel(req, r.ID) })
 }
 
 func (c *Coordinator) handleReorder(req micro.Request) {
@@ -185,7 +185,7 @@ func (c *Coordinator) handleReorder(req micro.Request) {
 		c.respondError(req, err)
 		return
 	}
-	c.do(func() { c.state.reorder(req, r.ID, r.Priority) })
+	c.withState(req, func(s *state) { s.reorder(req, r.ID, r.Priority) })
 }
 
 func (c *Coordinator) handleState(req micro.Request) {
@@ -197,8 +197,8 @@ func (c *Coordinator) handleState(req micro.Request) {
 		c.respondError(req, err)
 		return
 	}
-	c.do(func() {
-		reply := c.state.snapshot(r.PendingLimit, r.HistoryLimit)
+	c.withState(req, func(s *state) {
+		reply := s.snapshot(r.PendingLimit, r.HistoryLimit)
 		c.respond(req, &reply)
 	})
 }
@@ -212,8 +212,20 @@ func (c *Coordinator) handleWorkers(req micro.Request) {
 		c.respondError(req, err)
 		return
 	}
+	c.withState(req, func(s *state) {
+		c.respond(req, &messages.WorkersReply{Workers: s.workerViews()})
+	})
+}
+
+// withState runs fn on the loop goroutine with the leader's state, or
+// answers that this coordinator is not the leader (any more).
+func (c *Coordinator) withState(req micro.Request, fn func(s *state)) {
 	c.do(func() {
-		c.respond(req, &messages.WorkersReply{Workers: c.state.workerViews()})
+		if c.state == nil {
+			c.respondError(req, messages.Errorf(messages.CodeNotLeader, "coordinator %s is not the leader; retry", c.cfg.Name))
+			return
+		}
+		fn(c.state)
 	})
 }
 

@@ -21,6 +21,7 @@ const (
 	DefaultLogMaxBytes       = 1 << 30
 	DefaultLogMaxAge         = 7 * 24 * time.Hour
 	DefaultPublishAckTimeout = 10 * time.Second
+	DefaultLeaderLease       = 3 * time.Second
 )
 
 // Config configures a Coordinator. The zero value of every field but none
@@ -64,6 +65,10 @@ type Config struct {
 	// PublishAckTimeout bounds the wait for JetStream to acknowledge a
 	// write. Defaults to 10s.
 	PublishAckTimeout time.Duration
+	// LeaderLease is how long the leader lease lasts unless renewed; the
+	// leader renews it every third of that, and a standby takes over at most
+	// this long after the leader died. Defaults to 3s.
+	LeaderLease time.Duration
 	// Logger receives the coordinator's logs. Defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -116,6 +121,9 @@ func (c Config) WithDefaults() Config {
 	if c.PublishAckTimeout == 0 {
 		c.PublishAckTimeout = DefaultPublishAckTimeout
 	}
+	if c.LeaderLease == 0 {
+		c.LeaderLease = DefaultLeaderLease
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -143,11 +151,15 @@ func (c Config) validate() error {
 		{"WorkerLease", c.WorkerLease}, {"DispatchTimeout", c.DispatchTimeout},
 		{"ProgressInterval", c.ProgressInterval}, {"HistoryTTL", c.HistoryTTL},
 		{"LogMaxAge", c.LogMaxAge}, {"PublishAckTimeout", c.PublishAckTimeout},
+		{"LeaderLease", c.LeaderLease},
 	}
 	for _, d := range durations {
 		if d.d < 0 {
 			return fmt.Errorf("coordinator config: %s is %s: use a positive duration", d.name, d.d)
 		}
+	}
+	if c.LeaderLease < 300*time.Millisecond {
+		return fmt.Errorf("coordinator config: LeaderLease is %s: use 300ms or more (default %s)", c.LeaderLease, DefaultLeaderLease)
 	}
 	if c.MaxHistory < 0 || c.LogLinesPerJob < 0 || c.LogMaxBytes < 0 {
 		return fmt.Errorf("coordinator config: MaxHistory, LogLinesPerJob and LogMaxBytes must not be negative")

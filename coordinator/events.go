@@ -11,11 +11,16 @@ import (
 // runs on the loop goroutine once the write is durable (err nil) or failed.
 // A failed write marks the state broken; see journalFailed.
 func (s *state) record(e *jobEntry, kind messages.EventKind, then func(err error)) {
-	ev := messages.Event{V: messages.ProtocolVersion, Kind: kind, Time: s.now(), Job: e.job}
+	ev := s.event(e, kind)
 	if kind == messages.EventProgress {
 		ev.Job = e.job.Summary()
 	}
 	s.recordEvent(&ev, then)
+}
+
+// event returns a lifecycle event carrying e's current record.
+func (s *state) event(e *jobEntry, kind messages.EventKind) messages.Event {
+	return messages.Event{V: messages.ProtocolVersion, Kind: kind, Time: s.now(), Term: s.c.term, Leader: s.c.cfg.Name, Job: e.job}
 }
 
 // recordEvent journals ev; see record.

@@ -123,7 +123,7 @@ func (s *state) submitBatch(req micro.Request, reqs []messages.SubmitRequest) {
 // acknowledgement goroutine, without a trip through the loop: replies to
 // clients need no state.
 func (s *state) recordReply(e *jobEntry, kind messages.EventKind, reply func(err error)) {
-	ev := messages.Event{V: messages.ProtocolVersion, Kind: kind, Time: s.now(), Job: e.job}
+	ev := s.event(e, kind)
 	s.c.journal.append(&ev, func(_ uint64, err error) {
 		if err != nil {
 			s.later(func() { s.journalFailed(err) })

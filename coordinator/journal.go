@@ -53,7 +53,7 @@ func openJournal(ctx context.Context, js jetstream.JetStream, cfg Config, subj m
 	events := jetstream.StreamConfig{
 		Name:        subj.EventsStream(),
 		Description: "jetqueue lifecycle events; the coordinator's journal",
-		Subjects:    []string{subj.Events()},
+		Subjects:    []string{subj.Events(), subj.Control()},
 		Storage:     jetstream.FileStorage,
 		Replicas:    cfg.Replicas,
 		Retention:   jetstream.LimitsPolicy,
@@ -139,6 +139,22 @@ func (j *journal) replay(ctx context.Context, fn func(seq uint64, ev *messages.E
 			return count, nil
 		}
 	}
+}
+
+// fence writes a leader event for a new term. Its write expects the last
+// sequence this coordinator replayed, so it fails if the previous leader
+// wrote after the replay; once it is stored, every later write of the
+// previous leader fails its own sequence check.
+func (j *journal) fence(ctx context.Context, term uint64, leader string) error {
+	ev := messages.Event{V: messages.ProtocolVersion, Kind: messages.EventLeader, Time: time.Now(), Term: term, Leader: leader}
+	msg := nats.NewMsg(j.subj.LeaderFence())
+	msg.Data = messages.MustEncode(&ev)
+	ack, err := j.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequence(j.lastSeq))
+	if err != nil {
+		return fmt.Errorf("write leader event for term %d: %w", term, err)
+	}
+	j.lastSeq = ack.Sequence
+	return nil
 }
 
 // append writes ev and calls then, from the acknowledgement goroutine, once

@@ -33,8 +33,8 @@ func (c *Coordinator) handleLogs(req micro.Request) {
 		c.respondError(req, messages.Errorf(messages.CodeInvalid, "lines %d is out of range: use a positive count, 0 for the default of %d, or -1 for all", r.Lines, defaultLogLines))
 		return
 	}
-	c.do(func() {
-		if _, err := c.state.lookup(r.ID); err != nil {
+	c.withState(req, func(s *state) {
+		if _, err := s.lookup(r.ID); err != nil {
 			c.respondError(req, err)
 			return
 		}

@@ -28,6 +28,13 @@ func (c *Coordinator) rebuild(now time.Time) {
 		c.log.Error("rebuild from journal failed; retrying", slog.Any("error", err))
 		return
 	}
+	if fresh.lastTerm > c.term {
+		// Another coordinator fenced this one off: it leads now.
+		c.log.Error("another coordinator took over the journal; stepping down", slog.Uint64("term", c.term), slog.Uint64("new_term", fresh.lastTerm))
+		c.leading.Store(false)
+		c.stepDown()
+		return
+	}
 	fresh.finishReplay(now)
 	for name, w := range old.workers {
 		fw := fresh.workerFor(name, now)

@@ -20,7 +20,7 @@ func (c *Coordinator) onReport(msg *nats.Msg) {
 		c.replyReport(msg, err)
 		return
 	}
-	c.do(func() { c.state.report(msg, &r) })
+	c.doState(func(s *state) { s.report(msg, &r) })
 }
 
 // replyReport acknowledges a final report, with err nil, or rejects it.
@@ -160,7 +160,7 @@ func (c *Coordinator) onDispatchReply(msg *nats.Msg) {
 			rejection = reply.Error
 		}
 	}
-	c.do(func() { c.state.dispatchReply(id, attempt, rejection) })
+	c.doState(func(s *state) { s.dispatchReply(id, attempt, rejection) })
 }
 
 func (s *state) dispatchReply(id string, attempt int, rejection *messages.Error) {

@@ -49,7 +49,9 @@ type state struct {
 	idempotency map[string]string
 	nextSeq     uint64
 	submitted   uint64
-	counts      map[messages.Status]int
+	// lastTerm is the highest leadership term found in the journal.
+	lastTerm uint64
+	counts   map[messages.Status]int
 
 	// blocked describes why the head of the queue could not be placed in
 	// the last scheduling pass; empty when it was placed.
@@ -84,6 +86,12 @@ func newState(c *Coordinator) *state {
 
 // apply folds one journal event into the state during replay.
 func (s *state) apply(_ uint64, ev *messages.Event) {
+	if ev.Term > s.lastTerm {
+		s.lastTerm = ev.Term
+	}
+	if ev.Kind == messages.EventLeader {
+		return
+	}
 	rec := ev.Job
 	e, ok := s.jobs[rec.ID]
 	if ev.Kind == messages.EventProgress {

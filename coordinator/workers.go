@@ -130,7 +130,13 @@ func (c *Coordinator) onHeartbeat(msg *nats.Msg) {
 		c.log.Warn("dropping a heartbeat with an invalid worker name", slog.Any("error", err))
 		return
 	}
-	c.do(func() { c.state.heartbeat(&hb) })
+	if msg.Reply != "" {
+		reply := messages.HeartbeatReply{V: messages.ProtocolVersion, Leader: c.cfg.Name, LeaseMS: c.cfg.WorkerLease.Milliseconds()}
+		if err := msg.Respond(messages.MustEncode(&reply)); err != nil {
+			c.log.Warn("acknowledge heartbeat failed", slog.String("worker", hb.Info.Name), slog.Any("error", err))
+		}
+	}
+	c.doState(func(s *state) { s.heartbeat(&hb) })
 }
 
 // heartbeat updates the worker's entry and reconciles its jobs.

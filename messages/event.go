@@ -19,7 +19,12 @@ const (
 	EventCancelRequested EventKind = "cancel_requested"
 )
 
-// EventKinds lists every event kind.
+// EventLeader is written by a coordinator when it becomes the leader, on
+// the <prefix>.ctl.leader subject of the JQ_EVENTS stream. It carries no
+// job; its Term fences off writes of the previous leader.
+const EventLeader EventKind = "leader"
+
+// EventKinds lists every job event kind.
 var EventKinds = []EventKind{
 	EventSubmitted, EventStarted, EventProgress, EventCompleted, EventFailed,
 	EventCancelled, EventRequeued, EventReordered, EventCancelRequested,
@@ -31,6 +36,11 @@ type Event struct {
 	V    int       `msgpack:"v" json:"v"`
 	Kind EventKind `msgpack:"event" json:"event"`
 	Time time.Time `msgpack:"time" json:"time"`
+	// Term is the leadership term of the coordinator that wrote the event;
+	// each new leader takes the previous term plus one.
+	Term uint64 `msgpack:"term" json:"term"`
+	// Leader names the coordinator that wrote the event.
+	Leader string `msgpack:"leader" json:"leader,omitempty"`
 	// Job is the record after the event. Progress events carry the record
 	// without args, kwargs and result (see Job.Summary).
 	Job Job `msgpack:"job" json:"job"`

@@ -67,6 +67,17 @@ func (s Subjects) EventFilter(plugin, jobID string, kind EventKind) string {
 // Events returns the filter of all events: jq.evt.>.
 func (s Subjects) Events() string { return s.prefix + ".evt.>" }
 
+// LeaderFence returns the subject of leader events in the JQ_EVENTS stream:
+// jq.ctl.leader.
+func (s Subjects) LeaderFence() string { return s.prefix + ".ctl.leader" }
+
+// Control returns the filter of control subjects: jq.ctl.>.
+func (s Subjects) Control() string { return s.prefix + ".ctl.>" }
+
+// LeaderBucket returns the name of the key-value bucket that holds the
+// coordinator leader lease: JQ_LEADER for the default prefix.
+func (s Subjects) LeaderBucket() string { return s.streamName("LEADER") }
+
 // Log returns the subject of one job's log lines: jq.log.<job_id>.
 func (s Subjects) Log(jobID string) string { return s.prefix + ".log." + jobID }
 

@@ -79,6 +79,16 @@ type Heartbeat struct {
 	Leaving bool `msgpack:"leaving" json:"leaving,omitempty"`
 }
 
+// HeartbeatReply is the leader coordinator's acknowledgement of a
+// heartbeat. A worker that gets none for half the lease stops its jobs,
+// because the coordinator re-queues them once the lease has passed.
+type HeartbeatReply struct {
+	V      int    `msgpack:"v" json:"v"`
+	Leader string `msgpack:"leader" json:"leader"`
+	// LeaseMS is the worker lease in milliseconds.
+	LeaseMS int64 `msgpack:"lease_ms" json:"lease_ms"`
+}
+
 // Worker command kinds, sent by the coordinator on jq.wrk.cmd.<worker>.
 const (
 	CommandRun    = "run"    // start a job; the worker replies with a CommandReply

@@ -178,6 +178,7 @@ func (r *jobRun) run(ctx context.Context, line []byte) Outcome {
 func (r *jobRun) supervise(ctx context.Context) {
 	m := r.pl.manifest
 	cancelled := ctx.Done()
+	killNow := r.task.Kill
 	finished := r.sink.finished
 	var term, kill <-chan time.Time
 	var timer *time.Timer
@@ -220,6 +221,12 @@ func (r *jobRun) supervise(ctx context.Context) {
 		case <-kill:
 			kill = nil
 			r.kill()
+
+		case <-killNow:
+			killNow, cancelled, term, kill = nil, nil, nil, nil
+			r.cancelSent = true
+			r.proc.signal(syscall.SIGKILL)
+			r.step(messages.CancelKill, "warning", "the worker lost contact with the coordinator: sent SIGKILL to the plugin's process group so the job cannot run twice")
 
 		case <-r.proc.done:
 			return

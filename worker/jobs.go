@@ -21,6 +21,10 @@ type runningJob struct {
 	// ended is set once the plugin is done: the job then holds no slot,
 	// only a final report that awaits its acknowledgement.
 	ended bool
+	// kill is closed to kill the job at once, when the worker lost contact
+	// with the coordinator.
+	kill   chan struct{}
+	killed bool
 }
 
 // stop starts the cancel of the job; cause explains it in the report.
@@ -101,7 +105,7 @@ func (w *Worker) startJob(cmd *messages.WorkerCommand) error {
 	}
 
 	ctx, cancel := context.WithCancelCause(context.Background())
-	j := &runningJob{job: job, attempt: job.Attempt, cancel: cancel}
+	j := &runningJob{job: job, attempt: job.Attempt, cancel: cancel, kill: make(chan struct{})}
 	w.jobs[job.ID] = j
 	w.active++
 	w.jobsDone.Add(1)
@@ -142,6 +146,7 @@ func (w *Worker) runJob(ctx context.Context, j *runningJob, slot *Slot, gpus []i
 		GPUs:       gpus,
 		Reporter:   rep,
 		CancelStep: rep.cancelStep,
+		Kill:       j.kill,
 	})
 	rep.close()
 	w.mu.Lock()

@@ -55,6 +55,10 @@ type Task struct {
 	// messages.CancelCooperative when the cancel message is sent, then
 	// messages.CancelTerminate at SIGTERM and messages.CancelKill at SIGKILL.
 	CancelStep func(phase messages.CancelPhase)
+	// Kill, when closed, kills the job's process group with SIGKILL at once,
+	// skipping the cooperative steps. An in-process handler only sees its
+	// context cancelled. May be nil.
+	Kill <-chan struct{}
 }
 
 // Outcome is the end state of a job: its status, and its result or error.
@@ -326,6 +330,16 @@ func (s *Slot) Run(ctx context.Context, t Task) Outcome {
 	defer cancel()
 	stop := context.AfterFunc(p.closeCtx, cancel)
 	defer stop()
+	if t.Kill != nil {
+		// In-process handlers cannot be killed; they see their context end.
+		go func() {
+			select {
+			case <-t.Kill:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
 
 	p.logger.Debug("plugin job starting", "job_id", t.Job.ID, "plugin", pl.name, "attempt", t.Job.Attempt, "gpus", t.GPUs)
 	var out Outcome

@@ -253,7 +253,7 @@ func scanProcesses(t *testing.T, file, needle string) []int {
 			continue
 		}
 		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), file))
-		if err != nil {
+		if err != nil || !descendsFromTest(pid) {
 			continue
 		}
 		for _, entry := range bytes.Split(data, []byte{0}) {
@@ -264,6 +264,32 @@ func scanProcesses(t *testing.T, file, needle string) []int {
 		}
 	}
 	return pids
+}
+
+// descendsFromTest reports whether pid is a descendant of the test process,
+// so plugin processes that other test binaries run at the same time do not
+// count. Orphans re-parented to the test process, its child subreaper, count.
+func descendsFromTest(pid int) bool {
+	for range 64 {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return false
+		}
+		i := bytes.LastIndexByte(data, ')')
+		fields := strings.Fields(string(data[i+1:]))
+		if len(fields) < 2 {
+			return false
+		}
+		ppid, err := strconv.Atoi(fields[1])
+		if err != nil || ppid <= 1 {
+			return false
+		}
+		if ppid == os.Getpid() {
+			return true
+		}
+		pid = ppid
+	}
+	return false
 }
 
 // processesWithEnv returns the processes whose environment has the entry

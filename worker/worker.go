@@ -44,6 +44,12 @@ type Worker struct {
 	stopping  bool
 
 	sub      *nats.Subscription
+	ackSub   *nats.Subscription
+	ackInbox string
+	// lastAck is when the leader last acknowledged a heartbeat, and lease
+	// the worker lease it announced.
+	lastAck  time.Time
+	lease    time.Duration
 	wake     chan struct{}
 	stopBg   context.CancelFunc
 	bg       sync.WaitGroup
@@ -127,8 +133,20 @@ func (w *Worker) start(ctx context.Context) error {
 		return fmt.Errorf("worker: subscribe %s: %w", w.subj.WorkerCommand(w.cfg.Name), err)
 	}
 	w.sub = sub
+	w.ackInbox = w.nc.NewRespInbox()
+	ackSub, err := w.nc.Subscribe(w.ackInbox, w.onHeartbeatAck)
+	if err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("worker: subscribe %s: %w", w.ackInbox, err)
+	}
+	w.ackSub = ackSub
+	w.mu.Lock()
+	w.lastAck = time.Now()
+	w.lease = defaultLease
+	w.mu.Unlock()
 	if err := w.nc.Flush(); err != nil {
 		_ = sub.Unsubscribe()
+		_ = ackSub.Unsubscribe()
 		return fmt.Errorf("worker: flush subscription: %w", err)
 	}
 
@@ -174,6 +192,9 @@ func (w *Worker) Stop(ctx context.Context) error {
 		if w.sub != nil {
 			_ = w.sub.Unsubscribe()
 		}
+		if w.ackSub != nil {
+			_ = w.ackSub.Unsubscribe()
+		}
 		w.stopBg()
 		w.bg.Wait()
 		w.sendHeartbeat(true)
@@ -185,20 +206,73 @@ func (w *Worker) Stop(ctx context.Context) error {
 
 var errWorkerStopping = errors.New("the worker is stopping")
 
-// heartbeatLoop publishes a heartbeat every interval and whenever woken.
+// heartbeatLoop publishes a heartbeat every interval and whenever woken,
+// and checks that the leader still acknowledges them.
 func (w *Worker) heartbeatLoop(ctx context.Context) {
 	defer w.bg.Done()
 	ticker := time.NewTicker(w.cfg.HeartbeatInterval)
 	defer ticker.Stop()
+	fence := time.NewTicker(fenceCheck)
+	defer fence.Stop()
 	w.sendHeartbeat(false)
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-fence.C:
+			w.checkContact()
+			continue
 		case <-ticker.C:
 		case <-w.wake:
 		}
 		w.sendHeartbeat(false)
+	}
+}
+
+// defaultLease is the worker lease assumed until the leader announces its
+// own: the coordinator's default.
+const defaultLease = 10 * time.Second
+
+// fenceCheck is how often the worker checks for lost contact.
+const fenceCheck = 250 * time.Millisecond
+
+// onHeartbeatAck records the leader's acknowledgement of a heartbeat.
+func (w *Worker) onHeartbeatAck(msg *nats.Msg) {
+	var reply messages.HeartbeatReply
+	if err := messages.Decode(msg.Data, &reply); err != nil {
+		return // a no-responders status while no coordinator leads
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.lastAck = time.Now()
+	if reply.LeaseMS > 0 {
+		w.lease = time.Duration(reply.LeaseMS) * time.Millisecond
+	}
+}
+
+// checkContact kills every running job when no heartbeat was acknowledged
+// for half the lease. The coordinator re-queues a silent worker's jobs
+// once the lease has passed, so by then they must be gone from here: a
+// partition must not leave a job running in two places.
+func (w *Worker) checkContact() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	silent := time.Since(w.lastAck)
+	if silent <= w.lease/2 {
+		return
+	}
+	killed := 0
+	for _, j := range w.jobs {
+		if j.ended || j.killed {
+			continue
+		}
+		j.killed = true
+		close(j.kill)
+		killed++
+	}
+	if killed > 0 {
+		w.log.Error("no contact with the coordinator; killing running jobs so they cannot run twice",
+			slog.Duration("silent", silent), slog.Duration("lease", w.lease), slog.Int("jobs", killed))
 	}
 }
 
@@ -214,7 +288,7 @@ func (w *Worker) sendHeartbeat(leaving bool) {
 	hb := w.heartbeat(leaving)
 	data, err := messages.Encode(&hb)
 	if err == nil {
-		err = w.nc.Publish(w.subj.Heartbeat(), data)
+		err = w.nc.PublishRequest(w.subj.Heartbeat(), w.ackInbox, data)
 	}
 	if err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		w.log.Warn("send heartbeat failed", slog.Any("error", err))
