@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -38,6 +39,7 @@ type Client struct {
 	js       jetstream.JetStream
 	subjects messages.Subjects
 	timeout  time.Duration
+	retryFor time.Duration
 	logger   *slog.Logger
 }
 
@@ -45,9 +47,10 @@ type Client struct {
 type Option func(*options)
 
 type options struct {
-	prefix  string
-	timeout time.Duration
-	logger  *slog.Logger
+	prefix   string
+	timeout  time.Duration
+	retryFor time.Duration
+	logger   *slog.Logger
 }
 
 // WithPrefix sets the first token of the queue's subjects, so several
@@ -63,6 +66,19 @@ func WithTimeout(d time.Duration) Option {
 	return func(o *options) { o.timeout = d }
 }
 
+// DefaultRetryFor is how long a request is retried while no coordinator
+// leads, such as during a failover.
+const DefaultRetryFor = 15 * time.Second
+
+// WithRetry sets how long a request is retried when no coordinator answers
+// (no responders, a timeout, or a standby's not_leader reply) before the
+// error is returned. Submits carry an idempotency key, so a retry never
+// queues a job twice; cancels are retried only when the first attempt
+// surely did not arrive. Zero disables retries. Defaults to DefaultRetryFor.
+func WithRetry(d time.Duration) Option {
+	return func(o *options) { o.retryFor = d }
+}
+
 // WithLogger sets the logger that receives warnings about undecodable
 // stream messages. Defaults to a logger that discards everything.
 func WithLogger(logger *slog.Logger) Option {
@@ -76,12 +92,15 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 		return nil, errors.New("client: the NATS connection is nil: pass the result of nats.Connect")
 	}
 
-	o := options{prefix: messages.DefaultPrefix, timeout: DefaultTimeout}
+	o := options{prefix: messages.DefaultPrefix, timeout: DefaultTimeout, retryFor: DefaultRetryFor}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.timeout <= 0 {
 		return nil, fmt.Errorf("client: request timeout %s is not positive: pass a duration such as 5s to WithTimeout", o.timeout)
+	}
+	if o.retryFor < 0 {
+		return nil, fmt.Errorf("client: retry duration %s is negative: pass 0 to disable retries", o.retryFor)
 	}
 	if o.logger == nil {
 		o.logger = slog.New(slog.DiscardHandler)
@@ -96,7 +115,7 @@ func New(nc *nats.Conn, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("client: open JetStream: %w", err)
 	}
 
-	return &Client{nc: nc, js: js, subjects: subjects, timeout: o.timeout, logger: o.logger}, nil
+	return &Client{nc: nc, js: js, subjects: subjects, timeout: o.timeout, retryFor: o.retryFor, logger: o.logger}, nil
 }
 
 // Subjects returns the subject and stream names of the client's queue.
@@ -104,11 +123,15 @@ func (c *Client) Subjects() messages.Subjects { return c.subjects }
 
 // SubmitRequest queues the job that req describes and returns its id. A
 // zero req.V is sent as messages.ProtocolVersion. The coordinator replies
-// only once the job is durable. When the request fails with a timeout, the
-// job may still have been queued: set IdempotencyKey to make a retry safe.
+// only once the job is durable. A submit without an IdempotencyKey gets a
+// random one, so the client's own retries after a timeout or a leader
+// change never queue the job twice.
 func (c *Client) SubmitRequest(ctx context.Context, req messages.SubmitRequest) (messages.SubmitReply, error) {
 	if req.V == 0 {
 		req.V = messages.ProtocolVersion
+	}
+	if req.IdempotencyKey == "" {
+		req.IdempotencyKey = uuid.NewString()
 	}
 
 	var reply messages.SubmitReply
@@ -130,6 +153,9 @@ func (c *Client) SubmitBatch(ctx context.Context, reqs []messages.SubmitRequest)
 	for i, req := range reqs {
 		if req.V == 0 {
 			req.V = messages.ProtocolVersion
+		}
+		if req.IdempotencyKey == "" {
+			req.IdempotencyKey = uuid.NewString()
 		}
 		batch.Jobs[i] = req
 	}
@@ -216,14 +242,53 @@ func (c *Client) jobRequest(ctx context.Context, verb, id string) (messages.Job,
 }
 
 // request sends one API request and decodes the reply into reply. An error
-// reply becomes an *messages.Error.
+// reply becomes an *messages.Error. While no coordinator answers, it
+// retries for up to the client's retry duration.
 func (c *Client) request(ctx context.Context, verb string, req, reply any) error {
-	subject := c.subjects.API(verb)
 	data, err := messages.Encode(req)
 	if err != nil {
 		return fmt.Errorf("encode %s request: %w", verb, err)
 	}
+	deadline := time.Now().Add(c.retryFor)
+	backoff := 50 * time.Millisecond
+	for {
+		err := c.attempt(ctx, verb, data, reply)
+		if err == nil || !c.retryable(verb, err) || time.Now().Add(backoff).After(deadline) {
+			return err
+		}
+		c.logger.Debug("retrying request", slog.String("verb", verb), slog.Any("error", err))
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
 
+// retryable reports whether a failed request may be sent again: no
+// coordinator answered, or a standby did. A cancel that timed out may have
+// been carried out, so only its sure failures are retried.
+func (c *Client) retryable(verb string, err error) bool {
+	var apiErr *messages.Error
+	if errors.As(err, &apiErr) {
+		return apiErr.Code == messages.CodeNotLeader || apiErr.Code == messages.CodeUnavailable
+	}
+	if errors.Is(err, errNoResponders) {
+		return true
+	}
+	return errors.Is(err, errTimedOut) && verb != messages.VerbCancel
+}
+
+// Markers that requestError wraps next to ErrNoCoordinator.
+var (
+	errNoResponders = errors.New("no responders")
+	errTimedOut     = errors.New("timed out")
+)
+
+// attempt sends one request once.
+func (c *Client) attempt(ctx context.Context, verb string, data []byte, reply any) error {
+	subject := c.subjects.API(verb)
 	reqCtx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	msg, err := c.nc.RequestMsgWithContext(reqCtx, &nats.Msg{Subject: subject, Data: data})
@@ -247,13 +312,21 @@ func (c *Client) requestError(ctx context.Context, subject string, err error) er
 		return fmt.Errorf("request on %s: %w", subject, ctx.Err())
 	}
 	if errors.Is(err, nats.ErrNoResponders) {
-		return fmt.Errorf("%w: nothing listens on %s: start one with `jetqueue serve` or `jetqueue coordinator`, or check --nats and --prefix", ErrNoCoordinator, subject)
+		return fmt.Errorf("%w: nothing listens on %s: start one with `jetqueue serve` or `jetqueue coordinator`, or check --nats and --prefix%w", ErrNoCoordinator, subject, quiet(errNoResponders))
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
-		return fmt.Errorf("%w: no reply on %s within %s: check that `jetqueue serve` or `jetqueue coordinator` runs on the server that --nats names", ErrNoCoordinator, subject, c.timeout)
+		return fmt.Errorf("%w: no reply on %s within %s: check that `jetqueue serve` or `jetqueue coordinator` runs on the server that --nats names%w", ErrNoCoordinator, subject, c.timeout, quiet(errTimedOut))
 	}
 	return fmt.Errorf("request on %s: %w", subject, err)
 }
+
+// quietError wraps a marker error without adding to the message.
+type quietError struct{ err error }
+
+func (q quietError) Error() string { return "" }
+func (q quietError) Unwrap() error { return q.err }
+
+func quiet(err error) error { return quietError{err} }
 
 // replyError returns the API error that msg carries, or nil when msg is a
 // success reply. The msgpack body is preferred; when it does not decode,

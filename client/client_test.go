@@ -208,7 +208,7 @@ func TestErrorReplyFallsBackToHeaders(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := clienttest.Start(t, "")
-			c := newClient(t, srv)
+			c := newClient(t, srv, client.WithRetry(0))
 			srv.Handle(messages.VerbCancel, func([]byte) (any, error) {
 				header := nats.Header{}
 				header.Set(micro.ErrorCodeHeader, tc.status)
@@ -256,7 +256,7 @@ func TestErrorReplyBodyWithoutMessage(t *testing.T) {
 
 func TestRequestNoResponders(t *testing.T) {
 	srv := clienttest.Start(t, "")
-	c := newClient(t, srv, client.WithPrefix("elsewhere"))
+	c := newClient(t, srv, client.WithPrefix("elsewhere"), client.WithRetry(0))
 
 	start := time.Now()
 	_, err := c.State(testContext(t), messages.StateRequest{})
@@ -275,7 +275,7 @@ func TestRequestNoResponders(t *testing.T) {
 
 func TestRequestTimeout(t *testing.T) {
 	srv := clienttest.Start(t, "")
-	c := newClient(t, srv, client.WithTimeout(200*time.Millisecond))
+	c := newClient(t, srv, client.WithTimeout(200*time.Millisecond), client.WithRetry(0))
 	srv.Handle(messages.VerbWorkers, func([]byte) (any, error) { return nil, clienttest.ErrNoReply })
 
 	start := time.Now()

@@ -221,7 +221,7 @@ func (c *Coordinator) handleWorkers(req micro.Request) {
 // answers that this coordinator is not the leader (any more).
 func (c *Coordinator) withState(req micro.Request, fn func(s *state)) {
 	c.do(func() {
-		if c.state == nil {
+		if c.state == nil || !c.leaseValid() {
 			c.respondError(req, messages.Errorf(messages.CodeNotLeader, "coordinator %s is not the leader; retry", c.cfg.Name))
 			return
 		}

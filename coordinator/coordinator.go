@@ -38,6 +38,10 @@ type Coordinator struct {
 	mailbox *mailbox
 	lease   *lease
 	leading atomic.Bool
+	// renewedAt is when the lease was last written, in Unix nanoseconds.
+	renewedAt atomic.Int64
+	// currentTerm mirrors term for goroutines other than the loop.
+	currentTerm atomic.Uint64
 
 	// Owned by the loop goroutine; nil or empty while standing by.
 	state   *state
@@ -138,6 +142,7 @@ func (c *Coordinator) campaign(ctx context.Context) error {
 		return err
 	}
 	began := time.Now()
+	c.renewedAt.Store(c.lease.renewed.UnixNano())
 	if err := c.onLoop(func() error { return c.lead(ctx) }); err != nil {
 		c.log.Error("taking over as leader failed; releasing the lease", slog.Any("error", err))
 		if e := c.lease.release(context.Background()); e != nil {
@@ -178,6 +183,7 @@ func (c *Coordinator) elect(ctx context.Context) {
 		cancel()
 		switch {
 		case err == nil:
+			c.renewedAt.Store(c.lease.renewed.UnixNano())
 		case errors.Is(err, errLeaseLost), time.Since(c.lease.renewed) > c.cfg.LeaderLease-renewEvery:
 			c.log.Error("lost the leader lease; stepping down", slog.Any("error", err))
 			c.stepDownNow()
@@ -185,6 +191,18 @@ func (c *Coordinator) elect(ctx context.Context) {
 			c.log.Warn("renew leader lease failed; retrying", slog.Any("error", err))
 		}
 	}
+}
+
+// leaseValid reports whether this coordinator leads and renewed its lease
+// recently enough that no standby can have taken over. A leader that was
+// paused (SIGSTOP, a long GC pause, a frozen VM) sees an old renewal when it
+// resumes, and does nothing until the elector confirms or drops the lease.
+func (c *Coordinator) leaseValid() bool {
+	if !c.leading.Load() {
+		return false
+	}
+	renewed := time.Unix(0, c.renewedAt.Load())
+	return time.Since(renewed) < c.cfg.LeaderLease*2/3
 }
 
 // stepDownNow stops serving as leader.
@@ -223,6 +241,7 @@ func (c *Coordinator) lead(ctx context.Context) error {
 	}
 	st.finishReplay(time.Now())
 	c.term = st.lastTerm + 1
+	c.currentTerm.Store(c.term)
 	if err := j.fence(ctx, c.term, c.cfg.Name); err != nil {
 		_ = j.close(ctx)
 		return err
@@ -355,11 +374,11 @@ func (c *Coordinator) loop(ctx context.Context) {
 				batch[i] = nil
 			}
 		case now := <-ticker.C:
-			if c.state != nil {
+			if c.state != nil && c.leaseValid() {
 				c.state.onTick(now)
 			}
 		}
-		if c.state != nil {
+		if c.state != nil && c.leaseValid() {
 			c.state.schedule()
 		}
 	}
@@ -371,7 +390,7 @@ func (c *Coordinator) do(fn func()) { c.mailbox.post(fn) }
 // doState runs fn on the loop goroutine if this coordinator leads.
 func (c *Coordinator) doState(fn func(s *state)) {
 	c.do(func() {
-		if c.state != nil {
+		if c.state != nil && c.leaseValid() {
 			fn(c.state)
 		}
 	})

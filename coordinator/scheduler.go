@@ -301,7 +301,7 @@ func (s *state) sendRun(e *jobEntry, attempt int) {
 		s.record(e, messages.EventCancelled, nil)
 		return
 	}
-	cmd := messages.WorkerCommand{V: messages.ProtocolVersion, Kind: messages.CommandRun, Job: &e.job, GPUs: e.gpus}
+	cmd := messages.WorkerCommand{V: messages.ProtocolVersion, Kind: messages.CommandRun, Job: &e.job, GPUs: e.gpus, Term: s.c.term}
 	data, err := messages.Encode(&cmd)
 	if err == nil {
 		reply := fmt.Sprintf("%s.%s.%d", s.c.dispatchInbox, e.job.ID, attempt)
@@ -317,7 +317,7 @@ func (s *state) sendRun(e *jobEntry, attempt int) {
 
 // sendCancel publishes a cancel command to a worker.
 func (s *state) sendCancel(worker, jobID string, attempt int) {
-	cmd := messages.WorkerCommand{V: messages.ProtocolVersion, Kind: messages.CommandCancel, JobID: jobID, Attempt: attempt}
+	cmd := messages.WorkerCommand{V: messages.ProtocolVersion, Kind: messages.CommandCancel, JobID: jobID, Attempt: attempt, Term: s.c.term}
 	data, err := messages.Encode(&cmd)
 	if err == nil {
 		err = s.c.nc.Publish(s.c.subj.WorkerCommand(worker), data)

@@ -131,7 +131,10 @@ func (c *Coordinator) onHeartbeat(msg *nats.Msg) {
 		return
 	}
 	if msg.Reply != "" {
-		reply := messages.HeartbeatReply{V: messages.ProtocolVersion, Leader: c.cfg.Name, LeaseMS: c.cfg.WorkerLease.Milliseconds()}
+		if !c.leaseValid() {
+			return
+		}
+		reply := messages.HeartbeatReply{V: messages.ProtocolVersion, Leader: c.cfg.Name, LeaseMS: c.cfg.WorkerLease.Milliseconds(), Term: c.currentTerm.Load()}
 		if err := msg.Respond(messages.MustEncode(&reply)); err != nil {
 			c.log.Warn("acknowledge heartbeat failed", slog.String("worker", hb.Info.Name), slog.Any("error", err))
 		}

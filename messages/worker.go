@@ -87,6 +87,10 @@ type HeartbeatReply struct {
 	Leader string `msgpack:"leader" json:"leader"`
 	// LeaseMS is the worker lease in milliseconds.
 	LeaseMS int64 `msgpack:"lease_ms" json:"lease_ms"`
+	// Term is the leader's leadership term. A worker rejects commands of an
+	// older term than the newest it has seen, so a deposed leader cannot
+	// order it about.
+	Term uint64 `msgpack:"term" json:"term"`
 }
 
 // Worker command kinds, sent by the coordinator on jq.wrk.cmd.<worker>.
@@ -107,6 +111,8 @@ type WorkerCommand struct {
 	Attempt int    `msgpack:"attempt" json:"attempt,omitempty"`
 	// GPUs are the GPU indexes the job is given (CUDA_VISIBLE_DEVICES).
 	GPUs []int `msgpack:"gpus" json:"gpus,omitempty"`
+	// Term is the sending leader's leadership term.
+	Term uint64 `msgpack:"term" json:"term"`
 }
 
 // CommandReply acknowledges a WorkerCommand. Error is set when the worker

@@ -40,6 +40,11 @@ func (w *Worker) onCommand(msg *nats.Msg) {
 		w.replyCommand(msg, err)
 		return
 	}
+	if !w.currentTerm(cmd.Term) {
+		w.log.Warn("rejecting a command of a deposed leader", slog.String("kind", cmd.Kind), slog.Uint64("term", cmd.Term))
+		w.replyCommand(msg, messages.Errorf(messages.CodeStaleCommand, "term %d is older than the current leader's", cmd.Term))
+		return
+	}
 	switch cmd.Kind {
 	case messages.CommandRun:
 		w.replyCommand(msg, w.startJob(&cmd))
@@ -49,6 +54,18 @@ func (w *Worker) onCommand(msg *nats.Msg) {
 		w.log.Warn("dropping a command of unknown kind", slog.String("kind", cmd.Kind))
 		w.replyCommand(msg, messages.Errorf(messages.CodeInvalid, "unknown command kind %q: expected run or cancel", cmd.Kind))
 	}
+}
+
+// currentTerm records term and reports whether it is not older than the
+// newest term seen.
+func (w *Worker) currentTerm(term uint64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if term < w.term {
+		return false
+	}
+	w.term = term
+	return true
 }
 
 func (w *Worker) replyCommand(msg *nats.Msg, err error) {

@@ -48,8 +48,11 @@ type Worker struct {
 	ackInbox string
 	// lastAck is when the leader last acknowledged a heartbeat, and lease
 	// the worker lease it announced.
-	lastAck  time.Time
-	lease    time.Duration
+	lastAck time.Time
+	lease   time.Duration
+	// term is the newest leadership term seen; commands and
+	// acknowledgements of older terms come from a deposed leader.
+	term     uint64
 	wake     chan struct{}
 	stopBg   context.CancelFunc
 	bg       sync.WaitGroup
@@ -244,6 +247,10 @@ func (w *Worker) onHeartbeatAck(msg *nats.Msg) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if reply.Term < w.term {
+		return
+	}
+	w.term = reply.Term
 	w.lastAck = time.Now()
 	if reply.LeaseMS > 0 {
 		w.lease = time.Duration(reply.LeaseMS) * time.Millisecond

@@ -409,7 +409,7 @@ func TestWorkersCommand(t *testing.T) {
 func TestNoCoordinatorExits1(t *testing.T) {
 	s := startScripted(t)
 
-	r := runCLI(t, s.env, "status", "--prefix", "elsewhere")
+	r := runCLI(t, s.env, "status", "--prefix", "elsewhere", "--timeout", "1s")
 	if r.code != ExitFailure {
 		t.Errorf("exit %d, want %d", r.code, ExitFailure)
 	}

@@ -191,7 +191,8 @@ func (c *clientFlags) open(command string) (*client.Client, *nats.Conn, error) {
 		return nil, nil, err
 	}
 
-	cl, err := client.New(nc, client.WithPrefix(c.prefix), client.WithTimeout(c.timeout))
+	// Requests are retried through a failover for as long as one request may take.
+	cl, err := client.New(nc, client.WithPrefix(c.prefix), client.WithTimeout(c.timeout), client.WithRetry(c.timeout))
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
