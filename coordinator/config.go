@@ -22,6 +22,7 @@ const (
 	DefaultLogMaxAge         = 7 * 24 * time.Hour
 	DefaultPublishAckTimeout = 10 * time.Second
 	DefaultLeaderLease       = 3 * time.Second
+	DefaultMaxWorkerLosses   = 3
 )
 
 // Config configures a Coordinator. The zero value of every field but none
@@ -42,6 +43,10 @@ type Config struct {
 	// DefaultMaxAttempts is a job's max_attempts when its submit gives 0.
 	// Defaults to 3.
 	DefaultMaxAttempts int
+	// MaxWorkerLosses is how many lost workers a job may take down with it
+	// before it fails instead of being re-queued. Lost workers do not count
+	// toward a job's max_attempts. Defaults to 3.
+	MaxWorkerLosses int
 	// WorkerLease is how long a worker may stay silent before it is
 	// declared lost and its jobs are re-queued. Defaults to 10s.
 	WorkerLease time.Duration
@@ -93,6 +98,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.DefaultMaxAttempts == 0 {
 		c.DefaultMaxAttempts = DefaultMaxAttempts
+	}
+	if c.MaxWorkerLosses == 0 {
+		c.MaxWorkerLosses = DefaultMaxWorkerLosses
 	}
 	if c.WorkerLease == 0 {
 		c.WorkerLease = DefaultWorkerLease
@@ -157,6 +165,9 @@ func (c Config) validate() error {
 		if d.d < 0 {
 			return fmt.Errorf("coordinator config: %s is %s: use a positive duration", d.name, d.d)
 		}
+	}
+	if c.MaxWorkerLosses < 1 {
+		return fmt.Errorf("coordinator config: MaxWorkerLosses is %d: use 1 or more (default %d)", c.MaxWorkerLosses, DefaultMaxWorkerLosses)
 	}
 	if c.LeaderLease < 300*time.Millisecond {
 		return fmt.Errorf("coordinator config: LeaderLease is %s: use 300ms or more (default %s)", c.LeaderLease, DefaultLeaderLease)

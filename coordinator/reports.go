@@ -85,7 +85,7 @@ func (s *state) report(msg *nats.Msg, r *messages.Report) {
 		if e.job.CancelPhase == messages.CancelNone {
 			// Nobody asked for this cancel: the worker is shutting down.
 			// The job goes back to the queue.
-			s.requeue(e, fmt.Sprintf("worker %s stopped the job: %s", r.Worker, r.Error), now, true)
+			s.requeue(e, fmt.Sprintf("worker %s stopped the job: %s", r.Worker, r.Error), now, requeueHandoff)
 			s.c.replyReport(msg, nil)
 			return
 		}
@@ -178,5 +178,5 @@ func (s *state) dispatchReply(id string, attempt int, rejection *messages.Error)
 		// placement does not repeat the rejected one in a tight loop.
 		w.holdUntil = s.now().Add(rejectionHold)
 	}
-	s.requeue(e, fmt.Sprintf("worker %s rejected the job: %s", e.job.Worker, rejection.Message), s.now(), false)
+	s.requeue(e, fmt.Sprintf("worker %s rejected the job: %s", e.job.Worker, rejection.Message), s.now(), requeueRejected)
 }

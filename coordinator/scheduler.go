@@ -311,7 +311,7 @@ func (s *state) sendRun(e *jobEntry, attempt int) {
 	e.dispatchedAt = now
 	if err != nil {
 		s.c.log.Error("send run command failed", slog.String("job_id", e.job.ID), slog.String("worker", e.job.Worker), slog.Any("error", err))
-		s.requeue(e, fmt.Sprintf("sending the job to worker %s failed: %v", e.job.Worker, err), now, false)
+		s.requeue(e, fmt.Sprintf("sending the job to worker %s failed: %v", e.job.Worker, err), now, requeueRejected)
 	}
 }
 
@@ -327,11 +327,27 @@ func (s *state) sendCancel(worker, jobID string, attempt int) {
 	}
 }
 
+// requeueKind says what a re-queue counts against.
+type requeueKind int
+
+const (
+	// requeueRejected: the job never reached the worker, so the dispatch
+	// does not count as an attempt.
+	requeueRejected requeueKind = iota
+	// requeueHandoff: the worker stopped cleanly and handed the job back.
+	requeueHandoff
+	// requeueAttempt: the run may have happened; it counts toward
+	// max_attempts.
+	requeueAttempt
+	// requeueLost: the worker was lost with the job on it; it counts
+	// toward MaxWorkerLosses, so a job that keeps killing workers fails.
+	requeueLost
+)
+
 // requeue takes a running job off its worker and puts it back in the queue,
 // or ends it: cancelled when a cancel was requested, failed when it used up
-// its attempts. counted is false when the job never reached the worker, so
-// the dispatch does not count as an attempt.
-func (s *state) requeue(e *jobEntry, reason string, now time.Time, counted bool) {
+// its attempts or worker losses.
+func (s *state) requeue(e *jobEntry, reason string, now time.Time, kind requeueKind) {
 	if e.job.Status != messages.StatusRunning {
 		return
 	}
@@ -342,7 +358,7 @@ func (s *state) requeue(e *jobEntry, reason string, now time.Time, counted bool)
 	delete(s.running, e.job.ID)
 	delete(s.progressPending, e.job.ID)
 	e.progressDirty = false
-	if !counted {
+	if kind == requeueRejected {
 		e.job.Attempt--
 	}
 	s.c.log.Warn("job re-queued", slog.String("job_id", e.job.ID), slog.String("worker", worker), slog.Int("attempt", e.job.Attempt), slog.String("reason", reason))
@@ -354,8 +370,21 @@ func (s *state) requeue(e *jobEntry, reason string, now time.Time, counted bool)
 		return
 	}
 	e.job.Requeues = append(e.job.Requeues, messages.Requeue{Time: now, Worker: worker, Attempt: e.job.Attempt, Reason: reason})
-	if counted && e.job.Attempt >= e.job.MaxAttempts {
-		e.job.Error = fmt.Sprintf("gave up after %d of %d attempts; the last ended: %s", e.job.Attempt, e.job.MaxAttempts, reason)
+	var giveUp string
+	switch kind {
+	case requeueLost:
+		e.job.WorkerLosses++
+		if e.job.WorkerLosses >= s.c.cfg.MaxWorkerLosses {
+			giveUp = fmt.Sprintf("gave up after losing %d workers while they ran the job (the limit is %d), which suggests the job itself brings workers down; the last: %s",
+				e.job.WorkerLosses, s.c.cfg.MaxWorkerLosses, reason)
+		}
+	case requeueAttempt:
+		if e.job.Attempt >= e.job.MaxAttempts {
+			giveUp = fmt.Sprintf("gave up after %d of %d attempts; the last ended: %s", e.job.Attempt, e.job.MaxAttempts, reason)
+		}
+	}
+	if giveUp != "" {
+		e.job.Error = giveUp
 		s.finish(e, messages.StatusFailed, now)
 		s.record(e, messages.EventFailed, nil)
 		return
@@ -380,6 +409,6 @@ func (s *state) checkDispatches(now time.Time) {
 			continue
 		}
 		s.sendCancel(e.job.Worker, e.job.ID, e.job.Attempt)
-		s.requeue(e, fmt.Sprintf("worker %s did not acknowledge the job within %s", e.job.Worker, timeout), now, true)
+		s.requeue(e, fmt.Sprintf("worker %s did not acknowledge the job within %s", e.job.Worker, timeout), now, requeueAttempt)
 	}
 }

@@ -176,9 +176,9 @@ func (s *state) heartbeat(hb *messages.Heartbeat) {
 		}
 		switch {
 		case restarted:
-			s.requeue(e, fmt.Sprintf("worker %s restarted and no longer runs the job", name), now, true)
+			s.requeue(e, fmt.Sprintf("worker %s restarted and no longer runs the job", name), now, requeueLost)
 		case e.unconfirmed:
-			s.requeue(e, fmt.Sprintf("worker %s does not run the job after the coordinator restarted", name), now, true)
+			s.requeue(e, fmt.Sprintf("worker %s does not run the job after the coordinator restarted", name), now, requeueLost)
 		}
 	}
 
@@ -186,7 +186,7 @@ func (s *state) heartbeat(hb *messages.Heartbeat) {
 		w.lost = true
 		s.c.log.Info("worker stopped", slog.String("worker", name))
 		for _, e := range w.jobs {
-			s.requeue(e, fmt.Sprintf("worker %s stopped", name), now, true)
+			s.requeue(e, fmt.Sprintf("worker %s stopped", name), now, requeueHandoff)
 		}
 		s.unparkAll()
 		return
@@ -226,7 +226,7 @@ func (s *state) checkWorkers(now time.Time) {
 		w.lost = true
 		s.c.log.Warn("worker lost: no heartbeat within the lease", slog.String("worker", name), slog.Duration("lease", lease), slog.Int("jobs", len(w.jobs)))
 		for _, e := range w.jobs {
-			s.requeue(e, fmt.Sprintf("worker %s lost: no heartbeat for %s", name, lease), now, true)
+			s.requeue(e, fmt.Sprintf("worker %s lost: no heartbeat for %s", name, lease), now, requeueLost)
 		}
 		s.unparkAll()
 		s.dirty = true

@@ -39,6 +39,8 @@ type Job struct {
 	Labels         map[string]string `msgpack:"labels" json:"labels,omitempty"`
 	// Requeues lists each time the job went back to the queue, oldest first.
 	Requeues []Requeue `msgpack:"requeues" json:"requeues,omitempty"`
+	// WorkerLosses counts the workers lost while they ran the job.
+	WorkerLosses int `msgpack:"worker_losses" json:"worker_losses"`
 }
 
 // Requeue records one return of a running job to the queue.

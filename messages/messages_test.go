@@ -58,6 +58,7 @@ func fullJob() messages.Job {
 		Requeues: []messages.Requeue{
 			{Time: startedAt, Worker: "gpu-node-0", Attempt: 1, Reason: "worker lost"},
 		},
+		WorkerLosses: 1,
 	}
 }
 
@@ -134,7 +135,7 @@ func wireCases() map[string]wireCase {
 			"id", "plugin_name", "args", "kwargs", "status", "priority", "created_at", "started_at",
 			"completed_at", "result", "error", "progress", "status_message", "seq", "worker",
 			"attempt", "max_attempts", "requirements", "idempotency_key", "cancel_phase",
-			"pending_reason", "labels", "requeues",
+			"pending_reason", "labels", "requeues", "worker_losses",
 		}},
 		"Requeue":      {job.Requeues[0], []string{"time", "worker", "attempt", "reason"}},
 		"Requirements": {*fullRequirements(), []string{"gpus", "gpu_memory_mb", "memory_mb", "cpus"}},
@@ -197,8 +198,8 @@ func wireCases() map[string]wireCase {
 			Running: []messages.RunningJob{{ID: job.ID, Attempt: 1}}, Time: startedAt, Leaving: true},
 			[]string{"v", "info", "running", "time", "leaving"}},
 		"WorkerCommand": {messages.WorkerCommand{V: 1, Kind: messages.CommandRun, Job: ptr(fullJob()),
-			JobID: job.ID, Attempt: 2, GPUs: []int{1, 3}},
-			[]string{"v", "kind", "job", "job_id", "attempt", "gpus"}},
+			JobID: job.ID, Attempt: 2, GPUs: []int{1, 3}, Term: 4},
+			[]string{"v", "kind", "job", "job_id", "attempt", "gpus", "term"}},
 		"CommandReply": {messages.CommandReply{Error: messages.Errorf(messages.CodeWorkerFull, "no free slot")},
 			[]string{"error"}},
 		"Report": {messages.Report{
