@@ -23,6 +23,9 @@ const (
 	DefaultPublishAckTimeout = 10 * time.Second
 	DefaultLeaderLease       = 3 * time.Second
 	DefaultMaxWorkerLosses   = 3
+	DefaultSnapshotEvery     = 50_000
+	DefaultSnapshotInterval  = 5 * time.Minute
+	DefaultEventRetention    = 24 * time.Hour
 )
 
 // Config configures a Coordinator. The zero value of every field but none
@@ -74,6 +77,16 @@ type Config struct {
 	// leader renews it every third of that, and a standby takes over at most
 	// this long after the leader died. Defaults to 3s.
 	LeaderLease time.Duration
+	// SnapshotEvery is how many journal events trigger a snapshot of the
+	// state. Defaults to 50,000.
+	SnapshotEvery int
+	// SnapshotInterval is the longest time between snapshots while events
+	// are written. Defaults to 5m.
+	SnapshotInterval time.Duration
+	// EventRetention is how long lifecycle events stay in JQ_EVENTS after a
+	// snapshot covers them, so apps reading the stream can fall this far
+	// behind without missing events. Defaults to 24h.
+	EventRetention time.Duration
 	// Logger receives the coordinator's logs. Defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -132,6 +145,15 @@ func (c Config) WithDefaults() Config {
 	if c.LeaderLease == 0 {
 		c.LeaderLease = DefaultLeaderLease
 	}
+	if c.SnapshotEvery == 0 {
+		c.SnapshotEvery = DefaultSnapshotEvery
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = DefaultSnapshotInterval
+	}
+	if c.EventRetention == 0 {
+		c.EventRetention = DefaultEventRetention
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -159,12 +181,16 @@ func (c Config) validate() error {
 		{"WorkerLease", c.WorkerLease}, {"DispatchTimeout", c.DispatchTimeout},
 		{"ProgressInterval", c.ProgressInterval}, {"HistoryTTL", c.HistoryTTL},
 		{"LogMaxAge", c.LogMaxAge}, {"PublishAckTimeout", c.PublishAckTimeout},
-		{"LeaderLease", c.LeaderLease},
+		{"LeaderLease", c.LeaderLease}, {"SnapshotInterval", c.SnapshotInterval},
+		{"EventRetention", c.EventRetention},
 	}
 	for _, d := range durations {
 		if d.d < 0 {
 			return fmt.Errorf("coordinator config: %s is %s: use a positive duration", d.name, d.d)
 		}
+	}
+	if c.SnapshotEvery < 1 {
+		return fmt.Errorf("coordinator config: SnapshotEvery is %d: use 1 or more events (default %d)", c.SnapshotEvery, DefaultSnapshotEvery)
 	}
 	if c.MaxWorkerLosses < 1 {
 		return fmt.Errorf("coordinator config: MaxWorkerLosses is %d: use 1 or more (default %d)", c.MaxWorkerLosses, DefaultMaxWorkerLosses)

@@ -35,9 +35,10 @@ type Coordinator struct {
 	subj messages.Subjects
 	log  *slog.Logger
 
-	mailbox *mailbox
-	lease   *lease
-	leading atomic.Bool
+	mailbox   *mailbox
+	lease     *lease
+	snapshots jetstream.ObjectStore
+	leading   atomic.Bool
 	// renewedAt is when the lease was last written, in Unix nanoseconds.
 	renewedAt atomic.Int64
 	// currentTerm mirrors term for goroutines other than the loop.
@@ -110,6 +111,11 @@ func (c *Coordinator) start(ctx context.Context) error {
 		return fmt.Errorf("coordinator: %w", err)
 	}
 	c.lease = l
+	obs, err := openSnapshots(ctx, c.js, c.cfg, c.subj.SnapshotBucket())
+	if err != nil {
+		return fmt.Errorf("coordinator: %w", err)
+	}
+	c.snapshots = obs
 
 	loopCtx, stopLoop := context.WithCancel(context.Background())
 	c.stopLoop = stopLoop
@@ -234,7 +240,17 @@ func (c *Coordinator) lead(ctx context.Context) error {
 		return err
 	}
 	st := newState(c)
-	n, err := j.replay(ctx, st.apply)
+	snap, err := loadSnapshot(ctx, c.snapshots)
+	if err != nil {
+		_ = j.close(ctx)
+		return err
+	}
+	from := uint64(1)
+	if snap != nil {
+		st.loadSnapshot(snap)
+		from = snap.Seq + 1
+	}
+	n, err := j.replay(ctx, from, st.apply)
 	if err != nil {
 		_ = j.close(ctx)
 		return fmt.Errorf("rebuild state: %w", err)
@@ -249,6 +265,7 @@ func (c *Coordinator) lead(ctx context.Context) error {
 	c.journal = j
 	c.state = st
 	c.log.Info("state rebuilt from journal",
+		slog.Bool("snapshot", snap != nil),
 		slog.Int("events", n),
 		slog.Int("pending", st.queue.Len()+st.parkedCount()),
 		slog.Int("running", len(st.running)),

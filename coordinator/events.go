@@ -79,6 +79,7 @@ func (s *state) onTick(now time.Time) {
 		s.lastTrim = now
 		s.trimHistory(now)
 	}
+	s.maybeSnapshot(now)
 }
 
 // flushProgress journals the latest progress of jobs whose last progress

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +38,11 @@ type journal struct {
 	done chan struct{}
 	// pending counts writes whose callbacks have not run yet.
 	pending atomic.Int64
+	// acked is the newest acknowledged sequence; ackedMu and ackedCh wake
+	// waitAcked.
+	acked   atomic.Uint64
+	ackedMu sync.Mutex
+	ackedCh chan struct{}
 }
 
 type pendingWrite struct {
@@ -58,8 +64,8 @@ func openJournal(ctx context.Context, js jetstream.JetStream, cfg Config, subj m
 		Replicas:    cfg.Replicas,
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
-		// NOTE: the journal is never trimmed, so it grows with every job.
-		// Bounding it needs snapshots of the state to replay from.
+		// The leader purges events that a snapshot covers and that are
+		// older than EventRetention; see snapshot.go.
 	}
 	stream, err := js.CreateOrUpdateStream(ctx, events)
 	if err != nil {
@@ -94,21 +100,30 @@ func openJournal(ctx context.Context, js jetstream.JetStream, cfg Config, subj m
 	return j, nil
 }
 
-// replay calls fn for every event in the stream, oldest first, and leaves
-// lastSeq at the stream's last sequence. Events that do not decode are
+// replay calls fn for every event in the stream from sequence from on,
+// oldest first, and leaves lastSeq at the stream's last sequence. Events that do not decode are
 // logged and skipped.
-func (j *journal) replay(ctx context.Context, fn func(seq uint64, ev *messages.Event)) (int, error) {
+func (j *journal) replay(ctx context.Context, from uint64, fn func(seq uint64, ev *messages.Event)) (int, error) {
 	info, err := j.stream.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("read stream %s info: %w", j.subj.EventsStream(), err)
 	}
 	last := info.State.LastSeq
 	j.lastSeq = last
-	if info.State.Msgs == 0 {
+	j.acked.Store(last)
+	if info.State.Msgs == 0 || last < max(from, 1) {
 		return 0, nil
 	}
+	if info.State.FirstSeq > max(from, 1) {
+		j.log.Warn("the journal starts after the snapshot; events in between are gone",
+			slog.Uint64("first_seq", info.State.FirstSeq), slog.Uint64("from", from))
+	}
 
-	cons, err := j.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if from > 1 {
+		cfg = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from}
+	}
+	cons, err := j.stream.OrderedConsumer(ctx, cfg)
 	if err != nil {
 		return 0, fmt.Errorf("replay stream %s: %w", j.subj.EventsStream(), err)
 	}
@@ -154,6 +169,7 @@ func (j *journal) fence(ctx context.Context, term uint64, leader string) error {
 		return fmt.Errorf("write leader event for term %d: %w", term, err)
 	}
 	j.lastSeq = ack.Sequence
+	j.markAcked(ack.Sequence)
 	return nil
 }
 
@@ -189,12 +205,47 @@ func (j *journal) collect() {
 		default:
 			select {
 			case ack := <-w.future.Ok():
+				j.markAcked(ack.Sequence)
 				w.then(ack.Sequence, nil)
 			case err := <-w.future.Err():
 				w.then(0, fmt.Errorf("write to stream: %w", err))
 			}
 		}
 		j.pending.Add(-1)
+	}
+}
+
+func (j *journal) markAcked(seq uint64) {
+	if seq <= j.acked.Load() {
+		return
+	}
+	j.acked.Store(seq)
+	j.ackedMu.Lock()
+	if j.ackedCh != nil {
+		close(j.ackedCh)
+		j.ackedCh = nil
+	}
+	j.ackedMu.Unlock()
+}
+
+// waitAcked blocks until JetStream acknowledged every write up to seq.
+func (j *journal) waitAcked(ctx context.Context, seq uint64) error {
+	for {
+		j.ackedMu.Lock()
+		if j.acked.Load() >= seq {
+			j.ackedMu.Unlock()
+			return nil
+		}
+		if j.ackedCh == nil {
+			j.ackedCh = make(chan struct{})
+		}
+		ch := j.ackedCh
+		j.ackedMu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for journal sequence %d: %w", seq, ctx.Err())
+		}
 	}
 }
 

@@ -23,7 +23,17 @@ func (c *Coordinator) rebuild(now time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	fresh := newState(c)
-	events, err := c.journal.replay(ctx, fresh.apply)
+	snap, err := loadSnapshot(ctx, c.snapshots)
+	if err != nil {
+		c.log.Error("rebuild from journal failed; retrying", slog.Any("error", err))
+		return
+	}
+	from := uint64(1)
+	if snap != nil {
+		fresh.loadSnapshot(snap)
+		from = snap.Seq + 1
+	}
+	events, err := c.journal.replay(ctx, from, fresh.apply)
 	if err != nil {
 		c.log.Error("rebuild from journal failed; retrying", slog.Any("error", err))
 		return

@@ -51,7 +51,15 @@ type state struct {
 	submitted   uint64
 	// lastTerm is the highest leadership term found in the journal.
 	lastTerm uint64
-	counts   map[messages.Status]int
+
+	// Snapshot bookkeeping; see snapshot.go.
+	snapshotSeq    uint64
+	purgedBelow    uint64
+	snapshotting   bool
+	lastSnapshot   time.Time
+	lastCheckpoint time.Time
+	checkpoints    []checkpoint
+	counts         map[messages.Status]int
 
 	// blocked describes why the head of the queue could not be placed in
 	// the last scheduling pass; empty when it was placed.

@@ -78,6 +78,10 @@ func (s Subjects) Control() string { return s.prefix + ".ctl.>" }
 // coordinator leader lease: JQ_LEADER for the default prefix.
 func (s Subjects) LeaderBucket() string { return s.streamName("LEADER") }
 
+// SnapshotBucket returns the name of the object store that holds the
+// coordinator's state snapshots: JQ_SNAPSHOTS for the default prefix.
+func (s Subjects) SnapshotBucket() string { return s.streamName("SNAPSHOTS") }
+
 // Log returns the subject of one job's log lines: jq.log.<job_id>.
 func (s Subjects) Log(jobID string) string { return s.prefix + ".log." + jobID }
 
