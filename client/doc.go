@@ -16,9 +16,14 @@
 //		return err
 //	}
 //
+// One Client serves any number of goroutines. Requests go to the jq.api.*
+// subjects, which the coordinator serves; events and logs come from the
+// JQ_EVENTS and JQ_LOGS streams.
+//
 // # Submitting and waiting
 //
-// Submit returns once the coordinator has stored the job durably:
+// Submit returns the new job's id once the coordinator has stored the job
+// durably:
 //
 //	id, err := jq.Submit(ctx, "hash-files", map[string]any{"path": "/data/set-1"},
 //		client.Priority(10), client.IdempotencyKey("set-1"))
@@ -28,10 +33,43 @@
 //		result, _ := job.Result.Value() // the plugin's result, decoded
 //	}
 //
-// A submit that fails with a timeout may still have queued the job. Set an
-// idempotency key to make the retry return the same job instead of a second
-// one. A worker that is lost mid-job gets its job re-queued, so a plugin may
-// run a job more than once: delivery to plugins is at least once.
+// Higher priorities run first, and equal priorities in submission order.
+// SubmitRequest takes a whole messages.SubmitRequest, and SubmitBatch queues
+// many jobs in one request. Cancel, Reorder, Get, State, Logs and Workers
+// are the other verbs.
+//
+// # Watching events
+//
+// Every change of a job is a lifecycle event on the subject
+// jq.evt.<plugin>.<job_id>.<event>, stored in the JQ_EVENTS stream in the
+// order it happened: submitted, started, progress, completed, failed,
+// cancelled, requeued, reordered and cancel_requested. Watch calls a
+// function with the events that a WatchFilter selects:
+//
+//	filter := client.WatchFilter{JobID: id, DeliverAll: true}
+//	err := jq.Watch(ctx, filter, func(event messages.Event) error {
+//		fmt.Println(event.Kind, event.Job.Progress, event.Job.StatusMessage)
+//		if event.Job.Status.Final() {
+//			return errDone // ends the watch; Watch returns errDone
+//		}
+//		return nil
+//	})
+//
+// DeliverAll replays the events stored before the call, so a watch that
+// starts after the submit still receives every event of the job. Progress
+// events are rate limited per job: at most one per coordinator
+// ProgressInterval (250ms by default) and per worker ProgressInterval (100ms
+// by default), the latest value winning, so a plugin that reports progress
+// in a tight loop does not flood the stream. A completed job's record has
+// progress 1.
+//
+// Watch, WaitForJob and FollowLogs read the streams through ordered
+// consumers that live only as long as the call, and never poll the
+// coordinator. A program that must handle every event even across its own
+// restarts, such as one that starts a follow-up job for each completion,
+// needs a durable JetStream consumer with explicit acknowledgements instead:
+// examples/subscriber in the repository is one, and docs/PROTOCOL.md says how
+// long the stream keeps events.
 //
 // # Errors
 //
@@ -43,13 +81,22 @@
 //		// the job had already ended
 //	}
 //
-// A request that gets no reply returns an error wrapping ErrNoCoordinator.
+// messages.CodeOf returns the code of any error. A request that gets no
+// reply returns an error wrapping ErrNoCoordinator, and a reply that does
+// not decode one wrapping ErrInvalidReply.
 //
-// # Events and logs
+// # Delivery guarantees
 //
-// Watch streams lifecycle events from the JQ_EVENTS stream, filtered on the
-// server by plugin, job and event kind. FollowLogs streams one job's log
-// lines from the JQ_LOGS stream until the job ends. WaitForJob, Watch and
-// FollowLogs read the streams through ordered consumers and never poll the
-// coordinator.
+// Submit returns only after the job's submitted event is stored in
+// JetStream, so a job whose id was returned survives a restart of the
+// coordinator. A submit that fails with a timeout may still have queued the
+// job. Set an idempotency key, and a retry with the same key returns the
+// first job's id instead of queuing a second job.
+//
+// Running a job is at least once. When a worker stops sending heartbeats
+// mid-job, its job goes back to the queue (a requeued event) and runs
+// again, up to the job's max_attempts, so a plugin may see the same job
+// more than once and should be idempotent. Handlers of events read through
+// a durable consumer see an event again when they did not acknowledge it in
+// time, so they should be idempotent too.
 package client
