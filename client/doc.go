@@ -89,14 +89,16 @@
 //
 // Submit returns only after the job's submitted event is stored in
 // JetStream, so a job whose id was returned survives a restart of the
-// coordinator. A submit that fails with a timeout may still have queued the
-// job. Set an idempotency key, and a retry with the same key returns the
-// first job's id instead of queuing a second job.
+// coordinator. Every submit carries an idempotency key (a random one unless
+// you set IdempotencyKey), and the client retries requests for up to
+// DefaultRetryFor (see WithRetry) while no coordinator answers, as during a
+// failover: a retried submit returns the first job's id instead of queuing
+// a second job.
 //
 // Running a job is at least once. When a worker stops sending heartbeats
 // mid-job, its job goes back to the queue (a requeued event) and runs
-// again, up to the job's max_attempts, so a plugin may see the same job
-// more than once and should be idempotent. Handlers of events read through
+// again, until MaxWorkerLosses of the coordinator, so a plugin may see the
+// same job more than once and should be idempotent. Handlers of events read through
 // a durable consumer see an event again when they did not acknowledge it in
 // time, so they should be idempotent too.
 package client
