@@ -90,11 +90,14 @@ func fullWorkerInfo() messages.WorkerInfo {
 		GPUs: []messages.GPU{{
 			Index: 1, UUID: "GPU-8a1b", Name: "NVIDIA A100-SXM4-40GB",
 			MemoryTotalMB: 40960, MemoryUsedMB: 1024, MemoryFreeMB: 39936, UtilizationPct: 37,
+			Unhealthy: "2 uncorrectable ECC errors",
+			Processes: []messages.GPUProcess{{PID: 4242, UsedMB: 1024}},
 		}},
 		Plugins: []messages.PluginInfo{{
 			Name: "whisper", Mode: messages.ModePersistent,
 			Resources: messages.Resources{GPUs: 1, GPUMemoryMB: 8000, MemoryMB: 4000, CPUs: 0.5},
 			Instances: 2, Busy: 1, Warm: 1, LastUsed: completedAt,
+			Processes: []messages.PluginProcess{{PID: 4242, GPUs: []int{1}, Busy: true, LastUsed: completedAt, GPUMemoryMB: 8000}},
 		}},
 		Draining: true,
 	}
@@ -188,18 +191,18 @@ func wireCases() map[string]wireCase {
 			"memory_total_mb", "memory_available_mb", "gpus", "plugins", "draining",
 		}},
 		"GPU": {fullWorkerInfo().GPUs[0], []string{
-			"index", "uuid", "name", "memory_total_mb", "memory_used_mb", "memory_free_mb", "utilization_pct",
+			"index", "uuid", "name", "memory_total_mb", "memory_used_mb", "memory_free_mb", "utilization_pct", "unhealthy", "processes",
 		}},
 		"PluginInfo": {fullWorkerInfo().Plugins[0], []string{
-			"name", "mode", "resources", "instances", "busy", "warm", "last_used",
+			"name", "mode", "resources", "instances", "busy", "warm", "last_used", "processes",
 		}},
 		"RunningJob": {messages.RunningJob{ID: job.ID, Attempt: 2}, []string{"id", "attempt"}},
 		"Heartbeat": {messages.Heartbeat{V: 1, Info: fullWorkerInfo(),
 			Running: []messages.RunningJob{{ID: job.ID, Attempt: 1}}, Time: startedAt, Leaving: true},
 			[]string{"v", "info", "running", "time", "leaving"}},
 		"WorkerCommand": {messages.WorkerCommand{V: 1, Kind: messages.CommandRun, Job: ptr(fullJob()),
-			JobID: job.ID, Attempt: 2, GPUs: []int{1, 3}, Term: 4},
-			[]string{"v", "kind", "job", "job_id", "attempt", "gpus", "term"}},
+			JobID: job.ID, Attempt: 2, GPUs: []int{1, 3}, Term: 4, Evict: []int{4242}, Reason: "room for job x"},
+			[]string{"v", "kind", "job", "job_id", "attempt", "gpus", "evict", "reason", "term"}},
 		"CommandReply": {messages.CommandReply{Error: messages.Errorf(messages.CodeWorkerFull, "no free slot")},
 			[]string{"error"}},
 		"Report": {messages.Report{

@@ -35,6 +35,19 @@ type GPU struct {
 	MemoryFreeMB  int64  `msgpack:"memory_free_mb" json:"memory_free_mb"`
 	// UtilizationPct is the GPU utilisation in percent, or -1 when unknown.
 	UtilizationPct int `msgpack:"utilization_pct" json:"utilization_pct"`
+	// Unhealthy says why the GPU must not be used, such as uncorrectable
+	// ECC errors; empty when it is healthy.
+	Unhealthy string `msgpack:"unhealthy" json:"unhealthy,omitempty"`
+	// Processes are the compute processes on the GPU, of jetqueue or not.
+	Processes []GPUProcess `msgpack:"processes" json:"processes,omitempty"`
+}
+
+// GPUProcess is one compute process on a GPU, as nvidia-smi
+// --query-compute-apps reports it.
+type GPUProcess struct {
+	PID int `msgpack:"pid" json:"pid"`
+	// UsedMB is the GPU memory the process uses, in MiB.
+	UsedMB int64 `msgpack:"used_mb" json:"used_mb"`
 }
 
 // Plugin modes.
@@ -56,6 +69,23 @@ type PluginInfo struct {
 	Busy     int       `msgpack:"busy" json:"busy"`
 	Warm     int       `msgpack:"warm" json:"warm"`
 	LastUsed time.Time `msgpack:"last_used" json:"last_used"`
+	// Processes are the plugin's live persistent processes, busy or warm.
+	Processes []PluginProcess `msgpack:"processes" json:"processes,omitempty"`
+}
+
+// PluginProcess is one live persistent plugin process. An idle one holds
+// its GPU memory (a loaded model) until it is evicted.
+type PluginProcess struct {
+	PID int `msgpack:"pid" json:"pid"`
+	// GPUs are the GPU indexes the process was started with.
+	GPUs []int `msgpack:"gpus" json:"gpus"`
+	Busy bool  `msgpack:"busy" json:"busy"`
+	// LastUsed is when the process last ended a job.
+	LastUsed time.Time `msgpack:"last_used" json:"last_used"`
+	// GPUMemoryMB is the GPU memory the process holds on each of its GPUs,
+	// in MiB: measured by nvidia-smi for its process group when it reports
+	// compute processes, else the manifest's gpu_memory_mb.
+	GPUMemoryMB int64 `msgpack:"gpu_memory_mb" json:"gpu_memory_mb"`
 }
 
 // RunningJob names a job a worker holds: one that runs, or that ended and
@@ -97,6 +127,7 @@ type HeartbeatReply struct {
 const (
 	CommandRun    = "run"    // start a job; the worker replies with a CommandReply
 	CommandCancel = "cancel" // cancel a job; the outcome comes as a report
+	CommandEvict  = "evict"  // stop idle plugin processes; the worker replies with a CommandReply
 )
 
 // WorkerCommand is a coordinator's order to one worker. Run and cancel share
@@ -111,6 +142,11 @@ type WorkerCommand struct {
 	Attempt int    `msgpack:"attempt" json:"attempt,omitempty"`
 	// GPUs are the GPU indexes the job is given (CUDA_VISIBLE_DEVICES).
 	GPUs []int `msgpack:"gpus" json:"gpus,omitempty"`
+	// Evict lists the pids of idle plugin processes to stop, for
+	// CommandEvict; busy ones are left alone.
+	Evict []int `msgpack:"evict" json:"evict,omitempty"`
+	// Reason says why, for CommandEvict; it goes into logs and events.
+	Reason string `msgpack:"reason" json:"reason,omitempty"`
 	// Term is the sending leader's leadership term.
 	Term uint64 `msgpack:"term" json:"term"`
 }
