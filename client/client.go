@@ -376,3 +376,19 @@ func codeForStatus(status string) messages.ErrorCode {
 	}
 	return messages.CodeInternal
 }
+
+// Drain stops new jobs from going to a worker, whose running jobs finish;
+// with drain false it undoes that. The drain is stored in the journal, so
+// it outlives coordinator restarts, and applies to a worker that has not
+// connected yet. It returns the worker's state.
+func (c *Client) Drain(ctx context.Context, worker string, drain bool) (messages.WorkerState, error) {
+	if err := messages.ValidateToken("worker name", worker); err != nil {
+		return messages.WorkerState{}, err
+	}
+	var reply messages.DrainReply
+	req := messages.DrainRequest{V: messages.ProtocolVersion, Worker: worker, Drain: drain}
+	if err := c.request(ctx, messages.VerbDrain, req, &reply); err != nil {
+		return messages.WorkerState{}, err
+	}
+	return reply.Worker, nil
+}

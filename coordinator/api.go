@@ -35,6 +35,7 @@ func (c *Coordinator) addService() error {
 		{messages.VerbState, c.handleState},
 		{messages.VerbLogs, c.handleLogs},
 		{messages.VerbWorkers, c.handleWorkers},
+		{messages.VerbDrain, c.handleDrain},
 	}
 	for _, ep := range endpoints {
 		if err := group.AddEndpoint(ep.verb, ep.handler); err != nil {

@@ -177,13 +177,18 @@ func (j *journal) fence(ctx context.Context, term uint64, leader string) error {
 // JetStream has stored it or the write failed. append must be called from
 // the loop goroutine only.
 func (j *journal) append(ev *messages.Event, then func(seq uint64, err error)) {
+	j.appendTo(j.subj.Event(ev.Job.PluginName, ev.Job.ID, ev.Kind), ev, then)
+}
+
+// appendTo is append with an explicit subject, for control events.
+func (j *journal) appendTo(subject string, ev *messages.Event, then func(seq uint64, err error)) {
 	j.pending.Add(1)
 	data, err := messages.Encode(ev)
 	if err != nil {
 		j.acks <- pendingWrite{err: fmt.Errorf("encode %s event of job %s: %w", ev.Kind, ev.Job.ID, err), then: then}
 		return
 	}
-	msg := nats.NewMsg(j.subj.Event(ev.Job.PluginName, ev.Job.ID, ev.Kind))
+	msg := nats.NewMsg(subject)
 	msg.Data = data
 
 	future, err := j.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequence(j.lastSeq), jetstream.WithStallWait(5*time.Second))

@@ -104,7 +104,7 @@ func (s *state) place(e *jobEntry, now time.Time) placement {
 			never = append(never, why)
 			continue
 		}
-		if w.info.Draining {
+		if w.info.Draining || w.drained {
 			waits = append(waits, fmt.Sprintf("worker %s is draining", name))
 			continue
 		}

@@ -30,6 +30,8 @@ type snapshot struct {
 	// Checkpoints map journal sequences to times, so the leader knows which
 	// events are older than EventRetention.
 	Checkpoints []checkpoint `msgpack:"checkpoints"`
+	// Drained names the workers an operator drained.
+	Drained []string `msgpack:"drained"`
 }
 
 // checkpoint records the journal's last sequence at one time.
@@ -84,6 +86,9 @@ func (s *state) loadSnapshot(snap *snapshot) {
 	s.lastTerm = max(s.lastTerm, snap.Term)
 	s.checkpoints = snap.Checkpoints
 	s.snapshotSeq = snap.Seq
+	for _, name := range snap.Drained {
+		s.setDrained(name, true)
+	}
 }
 
 // maybeSnapshot takes a snapshot when enough events or time have passed
@@ -153,6 +158,9 @@ func (s *state) takeSnapshot(now time.Time) {
 	}
 	for _, e := range s.jobs {
 		snap.Jobs = append(snap.Jobs, e.job)
+	}
+	for name := range s.drained {
+		snap.Drained = append(snap.Drained, name)
 	}
 	data, err := messages.Encode(&snap)
 	if err != nil {

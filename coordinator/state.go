@@ -45,6 +45,8 @@ type state struct {
 	running map[string]*jobEntry
 	history history
 	workers map[string]*workerEntry
+	// drained names the workers an operator drained.
+	drained map[string]bool
 	// idempotency maps an idempotency key to its job id.
 	idempotency map[string]string
 	nextSeq     uint64
@@ -84,6 +86,7 @@ func newState(c *Coordinator) *state {
 		parked:          make(map[string]*jobEntry),
 		running:         make(map[string]*jobEntry),
 		workers:         make(map[string]*workerEntry),
+		drained:         make(map[string]bool),
 		idempotency:     make(map[string]string),
 		counts:          make(map[messages.Status]int),
 		progressPending: make(map[string]*jobEntry),
@@ -97,7 +100,11 @@ func (s *state) apply(_ uint64, ev *messages.Event) {
 	if ev.Term > s.lastTerm {
 		s.lastTerm = ev.Term
 	}
-	if ev.Kind == messages.EventLeader {
+	switch ev.Kind {
+	case messages.EventLeader:
+		return
+	case messages.EventDrain, messages.EventUndrain:
+		s.setDrained(ev.Worker, ev.Kind == messages.EventDrain)
 		return
 	}
 	rec := ev.Job

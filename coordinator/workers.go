@@ -29,6 +29,8 @@ type workerEntry struct {
 	known bool
 	// holdUntil delays new jobs for a worker that rejected one.
 	holdUntil time.Time
+	// drained is set while an operator has drained the worker.
+	drained bool
 
 	jobs       map[string]*jobEntry
 	pluginBusy map[string]int
@@ -85,7 +87,7 @@ func (w *workerEntry) status() string {
 	switch {
 	case w.lost:
 		return workerLost
-	case w.info.Draining:
+	case w.info.Draining || w.drained:
 		return workerDraining
 	}
 	return workerReady
@@ -114,6 +116,7 @@ func (s *state) workerFor(name string, now time.Time) *workerEntry {
 	w := s.workers[name]
 	if w == nil {
 		w = newWorkerEntry(name, now)
+		w.drained = s.drained[name]
 		s.workers[name] = w
 	}
 	return w

@@ -12,10 +12,11 @@ const (
 	VerbState       = "state"
 	VerbLogs        = "logs"
 	VerbWorkers     = "workers"
+	VerbDrain       = "drain"
 )
 
 // Verbs lists every API verb.
-var Verbs = []string{VerbSubmit, VerbSubmitBatch, VerbCancel, VerbReorder, VerbGet, VerbState, VerbLogs, VerbWorkers}
+var Verbs = []string{VerbSubmit, VerbSubmitBatch, VerbCancel, VerbReorder, VerbGet, VerbState, VerbLogs, VerbWorkers, VerbDrain}
 
 // SubmitRequest asks the coordinator to queue a job. The reply is sent only
 // once the job is durable in JetStream.
@@ -151,6 +152,20 @@ type WorkersReply struct {
 	Workers []WorkerState `msgpack:"workers" json:"workers"`
 }
 
+// DrainRequest drains a worker (it gets no new jobs; running ones finish)
+// or, with Drain false, undrains it. A drain outlives coordinator restarts
+// and applies to a worker that has not connected yet.
+type DrainRequest struct {
+	V      int    `msgpack:"v" json:"v"`
+	Worker string `msgpack:"worker" json:"worker"`
+	Drain  bool   `msgpack:"drain" json:"drain"`
+}
+
+// DrainReply returns the worker's state after the request.
+type DrainReply struct {
+	Worker WorkerState `msgpack:"worker" json:"worker"`
+}
+
 // WorkerState is a worker as the coordinator sees it: its last
 // advertisement, the jobs the coordinator assigned to it, and liveness.
 type WorkerState struct {
@@ -158,6 +173,7 @@ type WorkerState struct {
 	// Jobs are the ids of the jobs assigned to the worker.
 	Jobs     []string  `msgpack:"jobs" json:"jobs"`
 	LastSeen time.Time `msgpack:"last_seen" json:"last_seen"`
-	// Status is "ready", "draining" or "lost".
+	// Status is "ready", "draining" (drained by an operator, or stopping)
+	// or "lost".
 	Status string `msgpack:"status" json:"status"`
 }

@@ -183,8 +183,8 @@ func wireCases() map[string]wireCase {
 		"WorkersReply": {messages.WorkersReply{Workers: []messages.WorkerState{fullWorkerState()}},
 			[]string{"workers"}},
 		"WorkerState": {fullWorkerState(), []string{"info", "jobs", "last_seen", "status"}},
-		"Event": {messages.Event{V: 1, Kind: messages.EventCompleted, Time: completedAt, Term: 3, Leader: "coordinator-2", Job: fullJob()},
-			[]string{"v", "event", "time", "term", "leader", "job"}},
+		"Event": {messages.Event{V: 1, Kind: messages.EventCompleted, Time: completedAt, Term: 3, Leader: "coordinator-2", Worker: "gpu-node-1", Job: fullJob()},
+			[]string{"v", "event", "time", "term", "leader", "worker", "job"}},
 		"LogLine": {fullLogLine(), []string{"job_id", "attempt", "time", "stream", "level", "text"}},
 		"WorkerInfo": {fullWorkerInfo(), []string{
 			"name", "instance", "version", "host", "started_at", "max_jobs", "cpus",

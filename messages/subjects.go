@@ -71,6 +71,10 @@ func (s Subjects) Events() string { return s.prefix + ".evt.>" }
 // jq.ctl.leader.
 func (s Subjects) LeaderFence() string { return s.prefix + ".ctl.leader" }
 
+// DrainControl returns the subject of drain and undrain events in the
+// JQ_EVENTS stream: jq.ctl.drain.
+func (s Subjects) DrainControl() string { return s.prefix + ".ctl.drain" }
+
 // Control returns the filter of control subjects: jq.ctl.>.
 func (s Subjects) Control() string { return s.prefix + ".ctl.>" }
 

@@ -106,7 +106,7 @@ func TestStreamNamesDistinct(t *testing.T) {
 }
 
 func TestVerbs(t *testing.T) {
-	want := []string{"submit", "submit_batch", "cancel", "reorder", "get", "state", "logs", "workers"}
+	want := []string{"submit", "submit_batch", "cancel", "reorder", "get", "state", "logs", "workers", "drain"}
 	if !slices.Equal(messages.Verbs, want) {
 		t.Errorf("Verbs = %v, want %v", messages.Verbs, want)
 	}
@@ -120,7 +120,7 @@ func TestVerbs(t *testing.T) {
 func TestEventKinds(t *testing.T) {
 	want := []messages.EventKind{
 		"submitted", "started", "progress", "completed", "failed", "cancelled", "requeued",
-		"reordered", "cancel_requested",
+		"reordered", "cancel_requested", "evicting",
 	}
 	if !slices.Equal(messages.EventKinds, want) {
 		t.Errorf("EventKinds = %v, want %v", messages.EventKinds, want)

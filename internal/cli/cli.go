@@ -54,7 +54,8 @@ var commands = map[string]*command{}
 // commandOrder is the order of the command list in the help text.
 var commandOrder = []string{
 	"serve", "demo", "nats", "coordinator", "worker",
-	"submit", "status", "wait", "cancel", "reorder", "logs", "workers",
+	"submit", "status", "wait", "cancel", "reorder", "logs", "workers", "drain", "undrain",
+	"bench",
 }
 
 func init() {
