@@ -28,6 +28,17 @@ const (
 	DefaultEventRetention    = 24 * time.Hour
 )
 
+// Scheduling policies.
+const (
+	// PolicyStrict starts no job ahead of a waiting higher-priority or
+	// earlier job.
+	PolicyStrict = "strict"
+	// PolicyBackfill lets a job start ahead of waiting ones on resources
+	// none of them can use: other workers, CPU slots a GPU job leaves, and
+	// never a GPU a waiting job could take.
+	PolicyBackfill = "backfill"
+)
+
 // Config configures a Coordinator. The zero value of every field but none
 // is usable: WithDefaults fills them in.
 type Config struct {
@@ -77,6 +88,9 @@ type Config struct {
 	// leader renews it every third of that, and a standby takes over at most
 	// this long after the leader died. Defaults to 3s.
 	LeaderLease time.Duration
+	// Policy is the scheduling policy, PolicyStrict or PolicyBackfill.
+	// Defaults to PolicyStrict.
+	Policy string
 	// SnapshotEvery is how many journal events trigger a snapshot of the
 	// state. Defaults to 50,000.
 	SnapshotEvery int
@@ -145,6 +159,9 @@ func (c Config) WithDefaults() Config {
 	if c.LeaderLease == 0 {
 		c.LeaderLease = DefaultLeaderLease
 	}
+	if c.Policy == "" {
+		c.Policy = PolicyStrict
+	}
 	if c.SnapshotEvery == 0 {
 		c.SnapshotEvery = DefaultSnapshotEvery
 	}
@@ -188,6 +205,9 @@ func (c Config) validate() error {
 		if d.d < 0 {
 			return fmt.Errorf("coordinator config: %s is %s: use a positive duration", d.name, d.d)
 		}
+	}
+	if c.Policy != PolicyStrict && c.Policy != PolicyBackfill {
+		return fmt.Errorf("coordinator config: Policy is %q: use %q or %q", c.Policy, PolicyStrict, PolicyBackfill)
 	}
 	if c.SnapshotEvery < 1 {
 		return fmt.Errorf("coordinator config: SnapshotEvery is %d: use 1 or more events (default %d)", c.SnapshotEvery, DefaultSnapshotEvery)

@@ -26,12 +26,26 @@ type placement struct {
 	gpus    []int
 	res     messages.Resources
 	reason  string
+	// evict, for placeLater, names idle plugin processes whose eviction
+	// would make room for the job.
+	evict *evictPlan
+	// candidates are the workers that could run the job once resources
+	// free up, with the resources it needs there.
+	candidates []candidate
+}
+
+// candidate is a worker that could run a waiting job later.
+type candidate struct {
+	worker *workerEntry
+	res    messages.Resources
 }
 
 // schedule dispatches jobs from the head of the queue while they can be
-// placed. Dispatch order is strict: when the head job has to wait, every
-// job behind it waits too. Jobs that no connected worker can ever run are
-// parked outside the queue, so they hold nobody up.
+// placed. Under the strict policy, when the head job has to wait, every job
+// behind it waits too. Under the backfill policy, up to backfillDepth jobs
+// behind it may start on resources that no waiting job ahead of them can
+// use. Jobs that no connected worker can ever run are parked outside the
+// queue, so they hold nobody up.
 func (s *state) schedule() {
 	if !s.dirty {
 		return
@@ -44,7 +58,7 @@ func (s *state) schedule() {
 		if e == nil {
 			return
 		}
-		p := s.place(e, now)
+		p := s.place(e, now, nil)
 		switch p.verdict {
 		case placeNow:
 			s.queue.pop()
@@ -52,15 +66,59 @@ func (s *state) schedule() {
 			s.dispatch(e, p, now)
 		case placeNever:
 			s.queue.pop()
-			e.parked = true
-			e.reason = p.reason
-			s.parked[e.job.ID] = e
+			s.park(e, p.reason)
 		case placeLater:
 			e.reason = p.reason
 			s.blocked = p.reason
+			if p.evict != nil {
+				s.sendEvict(e, p.evict, now)
+			}
+			if s.c.cfg.Policy == PolicyBackfill {
+				s.backfill(p, now)
+			}
 			return
 		}
 	}
+}
+
+// backfillDepth is how many jobs behind a waiting head job the backfill
+// policy looks at in one pass.
+const backfillDepth = 256
+
+// backfill starts jobs behind the waiting head whose resources no waiting
+// job ahead of them can use.
+func (s *state) backfill(head placement, now time.Time) {
+	waiting := s.queue.pop() // the head; it goes back below
+	ahead := []placement{head}
+	var keep []*jobEntry
+	for range backfillDepth {
+		e := s.queue.pop()
+		if e == nil {
+			break
+		}
+		p := s.place(e, now, ahead)
+		switch p.verdict {
+		case placeNow:
+			e.reason = ""
+			s.dispatch(e, p, now)
+		case placeNever:
+			s.park(e, p.reason)
+		case placeLater:
+			e.reason = p.reason
+			ahead = append(ahead, p)
+			keep = append(keep, e)
+		}
+	}
+	s.queue.push(waiting)
+	for _, e := range keep {
+		s.queue.push(e)
+	}
+}
+
+func (s *state) park(e *jobEntry, reason string) {
+	e.parked = true
+	e.reason = reason
+	s.parked[e.job.ID] = e
 }
 
 // unparkAll returns parked jobs to the queue, because the set of workers
@@ -75,7 +133,7 @@ func (s *state) unparkAll() {
 }
 
 // place finds the best worker for e.
-func (s *state) place(e *jobEntry, now time.Time) placement {
+func (s *state) place(e *jobEntry, now time.Time, ahead []placement) placement {
 	plugin := e.job.PluginName
 	var (
 		candidates int
@@ -83,6 +141,8 @@ func (s *state) place(e *jobEntry, now time.Time) placement {
 		bestScore  int
 		waits      []string
 		never      []string
+		later      []candidate
+		evict      *evictPlan
 	)
 	names := make([]string, 0, len(s.workers))
 	for name, w := range s.workers {
@@ -108,13 +168,20 @@ func (s *state) place(e *jobEntry, now time.Time) placement {
 			waits = append(waits, fmt.Sprintf("worker %s is draining", name))
 			continue
 		}
+		later = append(later, candidate{worker: w, res: res})
 		if now.Before(w.holdUntil) {
 			waits = append(waits, fmt.Sprintf("worker %s rejected a job and gets none until %s", name, w.holdUntil.Format(time.TimeOnly)))
 			continue
 		}
 		gpus, why := fitsNow(w, info, res)
+		if why == "" {
+			why = delays(w, res, gpus, ahead)
+		}
 		if why != "" {
 			waits = append(waits, why)
+			if plan := planEviction(w, res); plan != nil && (evict == nil || len(plan.pids) < len(evict.pids)) && len(ahead) == 0 {
+				evict = plan
+			}
 			continue
 		}
 		score := placementScore(w, info)
@@ -132,7 +199,31 @@ func (s *state) place(e *jobEntry, now time.Time) placement {
 	case len(waits) == 0:
 		return placement{verdict: placeNever, reason: "can never fit: " + summarize(never)}
 	}
-	return placement{verdict: placeLater, reason: "waits: " + summarize(waits)}
+	return placement{verdict: placeLater, reason: "waits: " + summarize(waits), evict: evict, candidates: later}
+}
+
+// delays returns why giving res and gpus on w to a job would hold up one
+// of the waiting jobs ahead of it, or "". Under the backfill policy a job
+// may start ahead of waiting ones only on resources they cannot use: no
+// GPU of a worker where a waiting job needs GPUs, and only slots, CPUs and
+// memory that the waiting job would still find free.
+func delays(w *workerEntry, res messages.Resources, gpus []int, ahead []placement) string {
+	for _, b := range ahead {
+		for _, c := range b.candidates {
+			if c.worker != w {
+				continue
+			}
+			if c.res.GPUs > 0 && len(gpus) > 0 {
+				return fmt.Sprintf("worker %s keeps its GPUs for a waiting job ahead (backfill)", w.info.Name)
+			}
+			if len(w.jobs)+1 >= w.info.MaxJobs ||
+				(w.info.CPUs > 0 && w.cpus+res.CPUs+c.res.CPUs > w.info.CPUs) ||
+				(w.info.MemoryTotalMB > 0 && w.memoryMB+res.MemoryMB+c.res.MemoryMB > w.info.MemoryTotalMB) {
+				return fmt.Sprintf("worker %s keeps room for a waiting job ahead (backfill)", w.info.Name)
+			}
+		}
+	}
+	return ""
 }
 
 // summarize joins up to three reasons and counts the rest.
@@ -157,13 +248,22 @@ func placementScore(w *workerEntry, info messages.PluginInfo) int {
 // cannotEverFit returns why res exceeds what w has in total, or "".
 func cannotEverFit(w *workerEntry, res messages.Resources) string {
 	name := w.info.Name
-	if res.GPUs > len(w.info.GPUs) {
+	healthy := 0
+	for _, g := range w.info.GPUs {
+		if g.Unhealthy == "" {
+			healthy++
+		}
+	}
+	if res.GPUs > healthy {
+		if healthy < len(w.info.GPUs) {
+			return fmt.Sprintf("worker %s has %d healthy GPUs of %d, the job needs %d", name, healthy, len(w.info.GPUs), res.GPUs)
+		}
 		return fmt.Sprintf("worker %s has %d GPUs, the job needs %d", name, len(w.info.GPUs), res.GPUs)
 	}
 	if res.GPUs > 0 && res.GPUMemoryMB > 0 {
 		fitting := 0
 		for _, g := range w.info.GPUs {
-			if g.MemoryTotalMB >= res.GPUMemoryMB {
+			if g.Unhealthy == "" && g.MemoryTotalMB >= res.GPUMemoryMB {
 				fitting++
 			}
 		}
@@ -200,52 +300,10 @@ func fitsNow(w *workerEntry, info messages.PluginInfo, res messages.Resources) (
 	if res.GPUs == 0 {
 		return nil, ""
 	}
+	if gpus := warmProcessFor(w, info.Name, res); gpus != nil {
+		return gpus, ""
+	}
 	return pickGPUs(w, res)
-}
-
-// pickGPUs chooses res.GPUs GPUs on w with enough memory free both by the
-// worker's live report and by the coordinator's reservations, preferring
-// the GPUs with the least room that still fits. A job that asks for no
-// GPU memory gets GPUs no other job holds.
-func pickGPUs(w *workerEntry, res messages.Resources) ([]int, string) {
-	type option struct {
-		index int
-		free  int64
-	}
-	var options []option
-	var mostFree int64 = -1
-	mostFreeIndex := -1
-	for _, g := range w.info.GPUs {
-		free := min(g.MemoryFreeMB, g.MemoryTotalMB-w.gpuMB[g.Index])
-		if free > mostFree {
-			mostFree, mostFreeIndex = free, g.Index
-		}
-		if res.GPUMemoryMB == 0 && w.gpuJobs[g.Index] > 0 {
-			continue
-		}
-		if free >= res.GPUMemoryMB {
-			options = append(options, option{g.Index, free})
-		}
-	}
-	if len(options) < res.GPUs {
-		if res.GPUMemoryMB == 0 {
-			return nil, fmt.Sprintf("worker %s has %d of %d GPUs without a job, the job needs %d", w.info.Name, len(options), len(w.info.GPUs), res.GPUs)
-		}
-		return nil, fmt.Sprintf("waits for %d GPU with %s MiB free; the most free is %s MiB on %s GPU %d",
-			res.GPUs, mib(res.GPUMemoryMB), mib(max(mostFree, 0)), w.info.Name, mostFreeIndex)
-	}
-	sort.Slice(options, func(i, j int) bool {
-		if options[i].free != options[j].free {
-			return options[i].free < options[j].free
-		}
-		return options[i].index < options[j].index
-	})
-	gpus := make([]int, res.GPUs)
-	for i := range gpus {
-		gpus[i] = options[i].index
-	}
-	sort.Ints(gpus)
-	return gpus, ""
 }
 
 // mib formats a MiB count with thousands separators: 24576 -> "24,576".

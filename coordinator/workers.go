@@ -31,6 +31,10 @@ type workerEntry struct {
 	holdUntil time.Time
 	// drained is set while an operator has drained the worker.
 	drained bool
+	// evicting marks the plugin processes the coordinator asked the worker
+	// to stop, until a heartbeat no longer lists them; evictSent is when.
+	evicting  map[int]bool
+	evictSent map[int]time.Time
 
 	jobs       map[string]*jobEntry
 	pluginBusy map[string]int
@@ -50,6 +54,8 @@ func newWorkerEntry(name string, now time.Time) *workerEntry {
 		pluginBusy: make(map[string]int),
 		gpuMB:      make(map[int]int64),
 		gpuJobs:    make(map[int]int),
+		evicting:   make(map[int]bool),
+		evictSent:  make(map[int]time.Time),
 	}
 }
 
@@ -111,6 +117,23 @@ func (w *workerEntry) view() messages.WorkerState {
 	return messages.WorkerState{Info: w.info, Jobs: ids, LastSeen: w.lastSeen, Status: w.status()}
 }
 
+// forgetEvicted drops eviction marks of processes the latest heartbeat no
+// longer lists, and of evictions that took longer than evictWait.
+func (w *workerEntry) forgetEvicted(now time.Time) {
+	live := map[int]bool{}
+	for _, p := range w.info.Plugins {
+		for _, proc := range p.Processes {
+			live[proc.PID] = true
+		}
+	}
+	for pid := range w.evicting {
+		if !live[pid] || now.Sub(w.evictSent[pid]) > evictWait {
+			delete(w.evicting, pid)
+			delete(w.evictSent, pid)
+		}
+	}
+}
+
 // workerFor returns the entry of a worker, creating an unknown one.
 func (s *state) workerFor(name string, now time.Time) *workerEntry {
 	w := s.workers[name]
@@ -160,6 +183,7 @@ func (s *state) heartbeat(hb *messages.Heartbeat) {
 	}
 	w.info = hb.Info
 	w.lastSeen = now
+	w.forgetEvicted(now)
 	w.lost = false
 	w.known = true
 	s.dirty = true
