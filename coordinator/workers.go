@@ -114,7 +114,11 @@ func (w *workerEntry) view() messages.WorkerState {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	return messages.WorkerState{Info: w.info, Jobs: ids, LastSeen: w.lastSeen, Status: w.status()}
+	var gpus []messages.GPUState
+	for _, g := range w.info.GPUs {
+		gpus = append(gpus, messages.GPUState{Index: g.Index, ReservedMB: w.gpuMB[g.Index], EvictableMB: idleMemory(w, g.Index), Jobs: w.gpuJobs[g.Index]})
+	}
+	return messages.WorkerState{Info: w.info, Jobs: ids, LastSeen: w.lastSeen, Status: w.status(), GPUs: gpus}
 }
 
 // forgetEvicted drops eviction marks of processes the latest heartbeat no

@@ -176,4 +176,19 @@ type WorkerState struct {
 	// Status is "ready", "draining" (drained by an operator, or stopping)
 	// or "lost".
 	Status string `msgpack:"status" json:"status"`
+	// GPUs is the coordinator's ledger of each GPU, in Info.GPUs order.
+	GPUs []GPUState `msgpack:"gpus" json:"gpus,omitempty"`
+}
+
+// GPUState is the coordinator's view of one GPU of a worker. Memory is in
+// MiB.
+type GPUState struct {
+	Index int `msgpack:"index" json:"index"`
+	// ReservedMB is the memory reserved for the jobs running on the GPU.
+	ReservedMB int64 `msgpack:"reserved_mb" json:"reserved_mb"`
+	// EvictableMB is the memory idle plugin processes hold, which an
+	// eviction can free.
+	EvictableMB int64 `msgpack:"evictable_mb" json:"evictable_mb"`
+	// Jobs counts the running jobs on the GPU.
+	Jobs int `msgpack:"jobs" json:"jobs"`
 }

@@ -109,6 +109,7 @@ func fullWorkerState() messages.WorkerState {
 		Jobs:     []string{"0190c1a2-7b3c-7d4e-8f90-123456789abc"},
 		LastSeen: completedAt,
 		Status:   "draining",
+		GPUs:     []messages.GPUState{{Index: 1, ReservedMB: 8000, EvictableMB: 4000, Jobs: 1}},
 	}
 }
 
@@ -182,7 +183,7 @@ func wireCases() map[string]wireCase {
 		"WorkersRequest": {messages.WorkersRequest{V: 1}, []string{"v"}},
 		"WorkersReply": {messages.WorkersReply{Workers: []messages.WorkerState{fullWorkerState()}},
 			[]string{"workers"}},
-		"WorkerState": {fullWorkerState(), []string{"info", "jobs", "last_seen", "status"}},
+		"WorkerState": {fullWorkerState(), []string{"info", "jobs", "last_seen", "status", "gpus"}},
 		"Event": {messages.Event{V: 1, Kind: messages.EventCompleted, Time: completedAt, Term: 3, Leader: "coordinator-2", Worker: "gpu-node-1", Job: fullJob()},
 			[]string{"v", "event", "time", "term", "leader", "worker", "job"}},
 		"LogLine": {fullLogLine(), []string{"job_id", "attempt", "time", "stream", "level", "text"}},
