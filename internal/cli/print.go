@@ -266,8 +266,44 @@ func printWorkers(w io.Writer, workers []messages.WorkerState, now time.Time) er
 			info.Name, orDash(status), len(ws.Jobs), info.MaxJobs, info.CPUs,
 			info.MemoryAvailableMB, info.MemoryTotalMB, formatGPUs(info.GPUs), formatPlugins(info.Plugins),
 			formatDuration(now.Sub(ws.LastSeen).Truncate(time.Second)))
+		// The last cell of a line does not count for the column widths, so
+		// the detail lines leave the table aligned.
+		for _, line := range gpuDetails(ws) {
+			fmt.Fprintln(tw, "  "+line)
+		}
 	}
 	return tw.Flush()
+}
+
+// gpuDetails describes each GPU of a worker on one line: free, reserved
+// and evictable memory, jobs, utilisation and health.
+func gpuDetails(ws messages.WorkerState) []string {
+	var lines []string
+	for i, g := range ws.Info.GPUs {
+		line := fmt.Sprintf("GPU %d %s: %d of %d MiB free", g.Index, orDash(g.Name), g.MemoryFreeMB, g.MemoryTotalMB)
+		if i < len(ws.GPUs) && ws.GPUs[i].Index == g.Index {
+			st := ws.GPUs[i]
+			line += fmt.Sprintf(", %d MiB reserved by %d jobs, %d MiB held by idle plugins", st.ReservedMB, st.Jobs, st.EvictableMB)
+		}
+		if g.UtilizationPct >= 0 {
+			line += fmt.Sprintf(", %d%% busy", g.UtilizationPct)
+		}
+		if g.Unhealthy != "" {
+			line += ", UNHEALTHY: " + g.Unhealthy
+		}
+		lines = append(lines, line)
+	}
+	for _, p := range ws.Info.Plugins {
+		for _, proc := range p.Processes {
+			state := "warm"
+			if proc.Busy {
+				state = "busy"
+			}
+			lines = append(lines, fmt.Sprintf("plugin %s pid %d %s on GPUs %v, %d MiB each, last used %s",
+				p.Name, proc.PID, state, proc.GPUs, proc.GPUMemoryMB, proc.LastUsed.Local().Format(timeLayout)))
+		}
+	}
+	return lines
 }
 
 func formatGPUs(gpus []messages.GPU) string {
