@@ -48,7 +48,7 @@ func (s *state) newJob(r *messages.SubmitRequest) (*jobEntry, error) {
 		index: -1,
 		job: messages.Job{
 			ID:             id.String(),
-			PluginName:     r.PluginName,
+			PluginName:     s.intern(r.PluginName),
 			Args:           r.Args,
 			Kwargs:         r.Kwargs,
 			Status:         messages.StatusPending,
@@ -61,7 +61,6 @@ func (s *state) newJob(r *messages.SubmitRequest) (*jobEntry, error) {
 			Labels:         r.Labels,
 		},
 	}
-	e.job.PendingReason = s.quickReason(e)
 	s.nextSeq++
 	s.submitted++
 	s.jobs[e.job.ID] = e
@@ -239,6 +238,16 @@ func (s *state) pendingReason(e *jobEntry) string {
 	return reason
 }
 
+// intern returns one shared copy of a plugin name, so pending jobs of one
+// plugin do not each hold their own. Plugin names are few.
+func (s *state) intern(name string) string {
+	if shared, ok := s.names[name]; ok {
+		return shared
+	}
+	s.names[name] = name
+	return name
+}
+
 // quickReason is the reason of a job the scheduler has not looked at yet.
 func (s *state) quickReason(e *jobEntry) string {
 	for _, w := range s.workers {
@@ -246,7 +255,13 @@ func (s *state) quickReason(e *jobEntry) string {
 			return "queued: waits for the scheduler"
 		}
 	}
-	return fmt.Sprintf("no connected worker provides plugin %s", e.job.PluginName)
+	return noProvider(e.job.PluginName)
+}
+
+// noProvider is the pending reason of a job whose plugin no connected
+// worker provides.
+func noProvider(plugin string) string {
+	return "no connected worker provides plugin " + plugin
 }
 
 // snapshot returns the whole queue for the state verb.

@@ -3,7 +3,6 @@ package coordinator
 import (
 	"fmt"
 	"log/slog"
-	"sort"
 	"strings"
 	"time"
 
@@ -144,16 +143,11 @@ func (s *state) place(e *jobEntry, now time.Time, ahead []placement) placement {
 		later      []candidate
 		evict      *evictPlan
 	)
-	names := make([]string, 0, len(s.workers))
-	for name, w := range s.workers {
-		if !w.lost && w.known {
-			names = append(names, name)
-		}
-	}
-	sort.Strings(names)
-
-	for _, name := range names {
+	for _, name := range s.workerOrder() {
 		w := s.workers[name]
+		if w.lost || !w.known {
+			continue
+		}
 		info, ok := w.plugin(plugin)
 		if !ok {
 			continue
@@ -195,7 +189,7 @@ func (s *state) place(e *jobEntry, now time.Time, ahead []placement) placement {
 	case best != nil:
 		return *best
 	case candidates == 0:
-		return placement{verdict: placeNever, reason: fmt.Sprintf("no connected worker provides plugin %s", plugin)}
+		return placement{verdict: placeNever, reason: s.intern(noProvider(plugin))}
 	case len(waits) == 0:
 		return placement{verdict: placeNever, reason: "can never fit: " + summarize(never)}
 	}

@@ -47,6 +47,10 @@ type state struct {
 	workers map[string]*workerEntry
 	// drained names the workers an operator drained.
 	drained map[string]bool
+	// names holds one copy of each plugin name; see intern.
+	names map[string]string
+	// order lists the worker names sorted, or is nil after a worker joined.
+	order []string
 	// idempotency maps an idempotency key to its job id.
 	idempotency map[string]string
 	nextSeq     uint64
@@ -87,6 +91,7 @@ func newState(c *Coordinator) *state {
 		running:         make(map[string]*jobEntry),
 		workers:         make(map[string]*workerEntry),
 		drained:         make(map[string]bool),
+		names:           make(map[string]string),
 		idempotency:     make(map[string]string),
 		counts:          make(map[messages.Status]int),
 		progressPending: make(map[string]*jobEntry),

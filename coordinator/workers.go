@@ -145,6 +145,7 @@ func (s *state) workerFor(name string, now time.Time) *workerEntry {
 		w = newWorkerEntry(name, now)
 		w.drained = s.drained[name]
 		s.workers[name] = w
+		s.order = nil
 	}
 	return w
 }
@@ -266,14 +267,23 @@ func (s *state) checkWorkers(now time.Time) {
 
 // workerViews returns every worker's state, sorted by name.
 func (s *state) workerViews() []messages.WorkerState {
-	names := make([]string, 0, len(s.workers))
-	for n := range s.workers {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := s.workerOrder()
 	out := make([]messages.WorkerState, 0, len(names))
 	for _, n := range names {
 		out = append(out, s.workers[n].view())
 	}
 	return out
+}
+
+// workerOrder returns the worker names, sorted; it sorts only after a
+// worker joined.
+func (s *state) workerOrder() []string {
+	if s.order == nil {
+		s.order = make([]string, 0, len(s.workers))
+		for n := range s.workers {
+			s.order = append(s.order, n)
+		}
+		sort.Strings(s.order)
+	}
+	return s.order
 }
