@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/jetqueue/jetqueue/messages"
@@ -54,9 +55,7 @@ func (c *Coordinator) respond(req micro.Request, v any) {
 		c.respondError(req, fmt.Errorf("encode %T reply: %w", v, err))
 		return
 	}
-	if err := req.Respond(data); err != nil {
-		c.log.Warn("send reply failed", slog.String("subject", req.Subject()), slog.Any("error", err))
-	}
+	c.reply(req, &nats.Msg{Data: data})
 }
 
 // respondError sends err as a micro error reply: the code and message in
@@ -66,9 +65,27 @@ func (c *Coordinator) respondError(req micro.Request, err error) {
 	if apiErr.Code == messages.CodeInternal {
 		c.log.Error("request failed", slog.String("subject", req.Subject()), slog.Any("error", err))
 	}
-	status := strconv.Itoa(apiErr.Code.HTTPStatus())
-	if err := req.Error(status, apiErr.Message, messages.MustEncode(apiErr)); err != nil {
-		c.log.Warn("send error reply failed", slog.String("subject", req.Subject()), slog.Any("error", err))
+	msg := &nats.Msg{
+		Header: nats.Header{
+			micro.ErrorCodeHeader: []string{strconv.Itoa(apiErr.Code.HTTPStatus())},
+			micro.ErrorHeader:     []string{apiErr.Message},
+		},
+		Data: messages.MustEncode(apiErr),
+	}
+	c.reply(req, msg)
+}
+
+// reply publishes msg to the request's reply subject. Most replies are
+// sent after the micro handler returned, from the loop or the journal's
+// acknowledgement goroutine, so they bypass micro.Request, whose reply
+// methods record state that the service reads without a lock.
+func (c *Coordinator) reply(req micro.Request, msg *nats.Msg) {
+	msg.Subject = req.Reply()
+	if msg.Subject == "" {
+		return
+	}
+	if err := c.nc.PublishMsg(msg); err != nil {
+		c.log.Warn("send reply failed", slog.String("subject", req.Subject()), slog.Any("error", err))
 	}
 }
 

@@ -125,7 +125,8 @@ func (s *state) recordReply(e *jobEntry, kind messages.EventKind, reply func(err
 	ev := s.event(e, kind)
 	s.c.journal.append(&ev, func(_ uint64, err error) {
 		if err != nil {
-			s.later(func() { s.journalFailed(err) })
+			failed := err
+			s.later(func() { s.journalFailed(failed) })
 			err = messages.Errorf(messages.CodeUnavailable, "storing the job failed: %v; retry", err)
 		}
 		if reply != nil {

@@ -52,6 +52,9 @@ func (s *state) report(msg *nats.Msg, r *messages.Report) {
 	}
 
 	switch {
+	case s.broken:
+		s.c.replyReport(msg, errBroken)
+		return
 	case !owned:
 		s.c.replyReport(msg, messages.Errorf(messages.CodeStaleCommand, "job %s attempt %d is not assigned to worker %s", r.JobID, r.Attempt, r.Worker))
 		return

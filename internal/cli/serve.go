@@ -132,11 +132,15 @@ func setupCoordinator(fs *flag.FlagSet, e *env) func(context.Context, []string) 
 	var conn connFlags
 	conn.register(fs, e)
 	name := fs.String("name", "", "`NAME` of this coordinator in logs and state (default: the host name)")
+	replicas := fs.Int("replicas", 1, "replica `COUNT` of the JetStream streams and the leader bucket: 1 on a single server, 3 on a 3-node cluster. Every coordinator of a queue needs the same count")
 	logLevel := registerLogLevel(fs, "info")
 
 	return func(ctx context.Context, args []string) error {
 		if len(args) != 0 {
 			return usagef("unexpected arguments %q: coordinator takes only flags", args)
+		}
+		if *replicas < 1 || *replicas > 5 {
+			return usagef("invalid --replicas %d: use 1 on a single server, 3 on a 3-node cluster, at most 5", *replicas)
 		}
 		logger, err := newLogger(e.stderr, *logLevel)
 		if err != nil {
@@ -148,7 +152,7 @@ func setupCoordinator(fs *flag.FlagSet, e *env) func(context.Context, []string) 
 		}
 		defer nc.Close()
 
-		c, err := coordinator.New(nc, coordinator.Config{Name: *name, Prefix: conn.prefix, Logger: logger})
+		c, err := coordinator.New(nc, coordinator.Config{Name: *name, Prefix: conn.prefix, Replicas: *replicas, Logger: logger})
 		if err != nil {
 			return err
 		}
