@@ -22,7 +22,9 @@ func Priority(priority int) SubmitOption {
 	return func(s *submitSettings) { s.req.Priority = priority }
 }
 
-// MaxAttempts caps how often the job is started when its worker is lost,
+// MaxAttempts caps how often the job is started once a start went
+// unacknowledged by its worker (lost workers count separately, toward the
+// coordinator's MaxWorkerLosses),
 // from 1 to messages.MaxAttemptsLimit. Defaults to 0, which takes the
 // coordinator's default.
 func MaxAttempts(n int) SubmitOption {

@@ -14,8 +14,14 @@
 // else can interleave writes unnoticed.
 //
 // Delivery is at least once: a job whose worker is lost (no heartbeat for
-// WorkerLease) goes back to the queue with its attempt counted, and runs
-// again elsewhere, until MaxAttempts.
+// WorkerLease) goes back to the queue and runs again elsewhere, until it
+// has lost MaxWorkerLosses workers.
+//
+// Any number of coordinators may run on one prefix. They campaign for a
+// lease in a JetStream key-value bucket; the holder leads, and the others
+// stand by and take over when its lease expires. A new leader first writes
+// a leader event whose expected sequence makes JetStream reject any later
+// journal write of the previous leader.
 //
 // Usage:
 //
@@ -23,8 +29,4 @@
 //	if err != nil { ... }
 //	if err := c.Start(ctx); err != nil { ... }
 //	defer c.Stop(context.Background())
-//
-// NOTE: one coordinator per prefix. Leader election between standbys is
-// not implemented yet; two coordinators on one prefix both answer requests
-// and their journal writes fail each other's sequence checks.
 package coordinator

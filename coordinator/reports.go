@@ -107,6 +107,9 @@ func (s *state) report(msg *nats.Msg, r *messages.Report) {
 	}
 	s.finish(e, status, now)
 	s.record(e, kind, func(err error) {
+		if err != nil {
+			err = messages.Errorf(messages.CodeUnavailable, "storing the report failed: %v; retry", err)
+		}
 		s.c.replyReport(msg, err)
 	})
 }

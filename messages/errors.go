@@ -19,7 +19,7 @@ const (
 	CodeUnavailable  ErrorCode = "unavailable"       // the coordinator cannot serve now; retry
 	CodeUnsupported  ErrorCode = "unsupported"       // the request's protocol version is newer than the coordinator's
 	CodeInternal     ErrorCode = "internal"          // a bug or a storage failure
-	CodeNotLeader    ErrorCode = "not_leader"        // this coordinator is a standby
+	CodeNotLeader    ErrorCode = "not_leader"        // this coordinator no longer holds the leader lease; retry
 	CodeWorkerFull   ErrorCode = "worker_full"       // a worker has no free slot for a dispatched job
 	CodeStaleCommand ErrorCode = "stale"             // a worker report or command refers to an old attempt
 )

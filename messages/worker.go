@@ -127,7 +127,7 @@ type HeartbeatReply struct {
 const (
 	CommandRun    = "run"    // start a job; the worker replies with a CommandReply
 	CommandCancel = "cancel" // cancel a job; the outcome comes as a report
-	CommandEvict  = "evict"  // stop idle plugin processes; the worker replies with a CommandReply
+	CommandEvict  = "evict"  // stop idle plugin processes; a CommandReply follows when the command has a reply subject
 )
 
 // WorkerCommand is a coordinator's order to one worker. Run and cancel share

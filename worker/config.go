@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/jetqueue/jetqueue/messages"
@@ -33,8 +34,17 @@ type Config struct {
 	// MaxJobs is how many jobs run at once. Defaults to the number of CPUs.
 	MaxJobs int
 	// NvidiaSMI is the path of nvidia-smi. Empty looks it up in PATH; when
-	// it is not found the worker has no GPUs.
+	// it is not found the worker has no GPUs. Must be empty when StaticGPUs
+	// is set.
 	NvidiaSMI string
+	// StaticGPUs declares the worker's GPUs by hand, for accelerators that
+	// nvidia-smi does not report or machines without it (see ParseGPUSpec).
+	// Index and MemoryTotalMB are required; Name defaults to
+	// DefaultStaticGPUName, and the other fields are ignored. When set,
+	// nvidia-smi is not run, and a GPU's used memory is the manifest
+	// gpu_memory_mb of each busy or warm plugin process started with it.
+	// Empty means GPUs come from nvidia-smi.
+	StaticGPUs []messages.GPU
 	// HeartbeatInterval is the time between heartbeats; one is also sent
 	// after every job start and end. Defaults to 2s.
 	HeartbeatInterval time.Duration
@@ -83,6 +93,7 @@ func (c Config) WithDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.StaticGPUs = slices.Clone(c.StaticGPUs)
 	return c
 }
 
@@ -95,6 +106,12 @@ func (c Config) validate() error {
 	}
 	if c.MaxJobs < 1 {
 		return fmt.Errorf("worker config: MaxJobs is %d: use 1 or more", c.MaxJobs)
+	}
+	if len(c.StaticGPUs) > 0 && c.NvidiaSMI != "" {
+		return fmt.Errorf("worker config: both StaticGPUs and NvidiaSMI (%s) are set: declared GPUs replace nvidia-smi, so set one", c.NvidiaSMI)
+	}
+	if err := validateStaticGPUs(c.StaticGPUs); err != nil {
+		return fmt.Errorf("worker config: StaticGPUs: %w", err)
 	}
 	for name, d := range map[string]time.Duration{
 		"HeartbeatInterval": c.HeartbeatInterval, "ProbeInterval": c.ProbeInterval,

@@ -13,5 +13,17 @@
 // SIGKILL after kill_grace, so no child process survives.
 //
 // Persistent plugins stay loaded between jobs (a model stays in GPU
-// memory) until idle_timeout; exec plugins start one process per job.
+// memory) until idle_timeout, or until the coordinator sends an evict
+// command for their idle processes; a busy process is never evicted. Exec
+// plugins start one process per job.
+//
+// GPUs come from nvidia-smi: --query-gpu for memory, utilisation and
+// uncorrectable ECC errors, and --query-compute-apps for the processes on
+// each GPU, which tell how much memory each warm plugin process group
+// holds. Config.StaticGPUs declares GPUs instead, for other accelerators.
+// The worker probes every ProbeInterval and after each job start and end,
+// and a heartbeat follows. When a job that had GPUs ends, its final report
+// waits, at most 10 s, until none of its ended processes is listed on a
+// GPU, so the coordinator never offers memory that a killed job still
+// fills.
 package worker

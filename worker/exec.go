@@ -29,7 +29,10 @@ func (p *Plugins) runExec(ctx context.Context, pl *plugin, t Task) Outcome {
 	}
 
 	run := newJobRun(p, pl, proc, t, false)
-	return run.run(ctx, line)
+	out := run.run(ctx, line)
+	out.PID = proc.pid
+	out.ReleasePIDs = p.processReleasePIDs(proc)
+	return out
 }
 
 // startPluginProcess starts a process of the plugin in its directory. jobID

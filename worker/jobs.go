@@ -50,9 +50,13 @@ func (w *Worker) onCommand(msg *nats.Msg) {
 		w.replyCommand(msg, w.startJob(&cmd))
 	case messages.CommandCancel:
 		w.cancelJob(cmd.JobID, cmd.Attempt)
+	case messages.CommandEvict:
+		if err := w.startEviction(msg, &cmd); err != nil {
+			w.replyCommand(msg, err)
+		}
 	default:
 		w.log.Warn("dropping a command of unknown kind", slog.String("kind", cmd.Kind))
-		w.replyCommand(msg, messages.Errorf(messages.CodeInvalid, "unknown command kind %q: expected run or cancel", cmd.Kind))
+		w.replyCommand(msg, messages.Errorf(messages.CodeInvalid, "unknown command kind %q: expected run, cancel or evict", cmd.Kind))
 	}
 }
 
@@ -127,7 +131,7 @@ func (w *Worker) startJob(cmd *messages.WorkerCommand) error {
 	w.active++
 	w.jobsDone.Add(1)
 	go w.runJob(ctx, j, slot, cmd.GPUs)
-	w.poke()
+	w.requestProbe()
 	return nil
 }
 
@@ -150,7 +154,11 @@ func (w *Worker) cancelJob(id string, attempt int) {
 
 var errCancelRequested = errors.New("cancelled on request")
 
-// runJob runs one job to its end and reports the outcome.
+// runJob runs one job to its end and reports the outcome. For a job that
+// had GPUs, the final report first waits until the job's ended processes
+// left them, then for a probe taken after that, which a heartbeat follows.
+// So the coordinator never offers GPU memory that the job still fills.
+// After any job, a probe and a heartbeat follow.
 func (w *Worker) runJob(ctx context.Context, j *runningJob, slot *Slot, gpus []int) {
 	defer w.jobsDone.Done()
 	log := w.log.With(slog.String("job_id", j.job.ID), slog.String("plugin", j.job.PluginName), slog.Int("attempt", j.attempt))
@@ -196,12 +204,16 @@ func (w *Worker) runJob(ctx context.Context, j *runningJob, slot *Slot, gpus []i
 	log.Info("job ended", slog.String("status", string(outcome.Status)), slog.Duration("took", time.Since(began)), slog.String("error", outcome.Error))
 
 	rep.flushLogs()
+	if len(gpus) > 0 {
+		w.waitGPURelease(outcome.ReleasePIDs, log)
+		w.awaitProbe()
+	}
 	w.deliver(&report, log)
 
 	w.mu.Lock()
 	delete(w.jobs, j.job.ID)
 	w.mu.Unlock()
-	w.poke()
+	w.requestProbe()
 }
 
 // deliver sends a final report until the coordinator acknowledges or

@@ -29,7 +29,10 @@ func (p *Plugins) runPersistent(ctx context.Context, pl *plugin, t Task) Outcome
 
 	run := newJobRun(p, pl, proc, t, true)
 	out := run.run(ctx, line)
-	p.returnWarm(pl, proc)
+	out.PID = proc.pid
+	if !p.returnWarm(pl, proc) {
+		out.ReleasePIDs = p.processReleasePIDs(proc)
+	}
 	return out
 }
 
@@ -54,6 +57,7 @@ func (p *Plugins) takeWarm(pl *plugin, gpus []int) (warm *process, stale []*proc
 			warm = pl.idle[i]
 			pl.idle = slices.Delete(pl.idle, i, i+1)
 			stopIdleTimer(warm)
+			warm.registry.state = processBusy
 			return warm, nil
 		}
 	}
@@ -62,30 +66,36 @@ func (p *Plugins) takeWarm(pl *plugin, gpus []int) (warm *process, stale []*proc
 	// processes once the caller starts its own.
 	for len(pl.idle) > 0 && pl.busy+len(pl.idle) > pl.instances {
 		stopIdleTimer(pl.idle[0])
+		pl.idle[0].registry.state = processStopping
 		stale = append(stale, pl.idle[0])
 		pl.idle = slices.Delete(pl.idle, 0, 1)
 	}
 	return nil, stale
 }
 
-// returnWarm puts a process back in the idle list after a job, unless it was
-// signalled or has exited. After Close it is stopped instead.
-func (p *Plugins) returnWarm(pl *plugin, proc *process) {
+// returnWarm puts a process back in the idle list after a job and reports
+// whether it did, which it does not when the process was signalled or has
+// exited. After Close it stops the process instead.
+func (p *Plugins) returnWarm(pl *plugin, proc *process) bool {
 	if proc.wasSignalled() || proc.isDone() {
-		return
+		return false
 	}
 
 	p.mu.Lock()
 	if p.closed {
+		proc.registry.state = processStopping
 		p.mu.Unlock()
 		proc.shutdown(pl.manifest.CancelTimeout)
-		return
+		return false
 	}
+	proc.registry.state = processIdle
+	proc.registry.lastUsed = time.Now()
 	pl.idle = append(pl.idle, proc)
 	if d := pl.manifest.IdleTimeout; d > 0 {
 		proc.idleTimer = time.AfterFunc(d, func() { p.expireIdle(pl, proc) })
 	}
 	p.mu.Unlock()
+	return true
 }
 
 // expireIdle stops a process that stayed idle for the plugin's IdleTimeout.
@@ -97,6 +107,7 @@ func (p *Plugins) expireIdle(pl *plugin, proc *process) {
 		return
 	}
 	pl.idle = slices.Delete(pl.idle, i, i+1)
+	proc.registry.state = processStopping
 	p.background.Add(1)
 	p.mu.Unlock()
 	defer p.background.Done()

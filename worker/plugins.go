@@ -70,6 +70,15 @@ type Outcome struct {
 	Result messages.Payload
 	// Error is the reason a job failed, or how a cancelled job stopped.
 	Error string
+	// PID is the pid of the plugin process that ran the job, which leads
+	// its process group; 0 for an in-process handler.
+	PID int
+	// ReleasePIDs are the pids that must leave the GPUs before the job's
+	// GPU memory is free: the process and every member of its group that a
+	// GPU probe listed as a compute process (see Plugins.ObserveGPUs). It is
+	// set only when the group is gone by the time Run returns, and nil
+	// while a persistent process stays warm with its memory.
+	ReleasePIDs []int
 }
 
 func failed(format string, args ...any) Outcome {
@@ -89,6 +98,9 @@ type Plugins struct {
 	plugins   map[string]*plugin
 	processes map[*process]struct{} // every plugin process not yet gone
 	closed    bool
+	// gpusMeasured is set when the latest ObserveGPUs had the GPUs'
+	// compute processes.
+	gpusMeasured bool
 	// runs counts Slot.Run calls and background the stops of idle
 	// processes. Both are added to only under mu, before closed is set or
 	// by Close as it sets it, so Close can wait for them.
@@ -225,7 +237,10 @@ func (p *Plugins) Names() []string {
 
 // Info returns every plugin and the live state of its instances, sorted by
 // name. Busy counts acquired slots; Warm counts idle persistent processes
-// that are still running.
+// that are still running. Processes lists a persistent plugin's live
+// processes, least recently used first, with the GPU memory each holds (see
+// ObserveGPUs). A process that is stopping is listed as not busy until it
+// is gone.
 func (p *Plugins) Info() []messages.PluginInfo {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -246,6 +261,7 @@ func (p *Plugins) Info() []messages.PluginInfo {
 			Busy:      pl.busy,
 			Warm:      warm,
 			LastUsed:  pl.lastUsed,
+			Processes: p.processInfos(pl),
 		})
 	}
 	sort.Slice(infos, func(i, j int) bool { return infos[i].Name < infos[j].Name })
@@ -403,11 +419,13 @@ func (p *Plugins) Evict(name string) int {
 	return len(victims)
 }
 
-// takeIdle removes and returns the live idle processes of pl. Plugins.mu is held.
+// takeIdle removes and returns the live idle processes of pl, marked as
+// stopping. Plugins.mu is held.
 func takeIdle(pl *plugin) []*process {
 	var live []*process
 	for _, proc := range pl.idle {
 		stopIdleTimer(proc)
+		proc.registry.state = processStopping
 		if !proc.isDone() {
 			live = append(live, proc)
 		}

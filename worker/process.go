@@ -90,6 +90,9 @@ type process struct {
 	// idleTimer stops the process after the plugin's idle timeout. It is
 	// guarded by Plugins.mu.
 	idleTimer *time.Timer
+	// registry is the process's state in the plugin registry, guarded by
+	// Plugins.mu.
+	registry processRegistry
 }
 
 // startProcess starts a plugin process in a new process group with stdin,

@@ -30,6 +30,10 @@ type Probe struct {
 	MemoryAvailableMB int64
 	// GPUs are the GPUs nvidia-smi reports; empty without nvidia-smi.
 	GPUs []messages.GPU
+	// ComputeApps is true when the Processes of each GPU come from
+	// nvidia-smi --query-compute-apps. It is false without GPUs, and when
+	// that query failed.
+	ComputeApps bool
 }
 
 // unlimitedBytes is the smallest cgroup v1 memory limit that means "no
@@ -45,7 +49,8 @@ const unlimitedBytes = 1 << 62
 // v1 memory.limit_in_bytes and that cgroup's usage, not counting its
 // inactive file cache, which the kernel reclaims before it hits the limit.
 //
-// GPUs come from running nvidiaSMI, bounded by a 10 s timeout. An empty
+// GPUs come from running nvidiaSMI --query-gpu, and their Processes from
+// nvidiaSMI --query-compute-apps, each bounded by a 10 s timeout. An empty
 // nvidiaSMI looks up "nvidia-smi" in PATH, and when it is not found there the
 // worker has no GPUs and that is no error. A nvidiaSMI path that does not
 // exist is an error, since a configured path that is wrong hides the GPUs.
@@ -54,9 +59,10 @@ const unlimitedBytes = 1 << 62
 // measured, so a caller may advertise it.
 func ProbeResources(ctx context.Context, nvidiaSMI string) (Probe, error) {
 	probe, hostErr := probeHost("/")
-	gpus, gpuErr := probeGPUs(ctx, nvidiaSMI)
-	probe.GPUs = gpus
-	return probe, errors.Join(hostErr, gpuErr)
+	gpus := probeGPUs(ctx, nvidiaSMI)
+	probe.GPUs = gpus.gpus
+	probe.ComputeApps = gpus.computeApps
+	return probe, errors.Join(hostErr, gpus.err, gpus.appsErr)
 }
 
 // probeHost measures CPUs and memory from the proc and cgroup files under

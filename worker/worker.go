@@ -43,6 +43,15 @@ type Worker struct {
 	probe     Probe
 	stopping  bool
 
+	// probeMu serializes storing probes. probeBegan is when the stored
+	// probe began, and probeStored is closed and replaced at every store.
+	probeMu       sync.Mutex
+	probeBegan    time.Time
+	probeStored   chan struct{}
+	probeFailures int
+	// probeNow carries requests for a probe to the probe loop.
+	probeNow chan struct{}
+
 	sub      *nats.Subscription
 	ackSub   *nats.Subscription
 	ackInbox string
@@ -57,6 +66,8 @@ type Worker struct {
 	stopBg   context.CancelFunc
 	bg       sync.WaitGroup
 	jobsDone sync.WaitGroup
+	// evictions counts evict commands being carried out.
+	evictions sync.WaitGroup
 
 	startOnce sync.Once
 	stopOnce  sync.Once
@@ -81,16 +92,18 @@ func New(nc *nats.Conn, cfg Config) (*Worker, error) {
 	log := cfg.Logger.With(slog.String("worker", cfg.Name))
 
 	w := &Worker{
-		cfg:       cfg,
-		nc:        nc,
-		js:        js,
-		subj:      subj,
-		log:       log,
-		plugins:   NewPlugins(log),
-		instance:  uuid.NewString(),
-		jobs:      make(map[string]*runningJob),
-		cancelled: make(map[string]time.Time),
-		wake:      make(chan struct{}, 1),
+		cfg:         cfg,
+		nc:          nc,
+		js:          js,
+		subj:        subj,
+		log:         log,
+		plugins:     NewPlugins(log),
+		instance:    uuid.NewString(),
+		jobs:        make(map[string]*runningJob),
+		cancelled:   make(map[string]time.Time),
+		wake:        make(chan struct{}, 1),
+		probeStored: make(chan struct{}),
+		probeNow:    make(chan struct{}, 1),
 	}
 	if cfg.PluginsDir != "" {
 		manifests, err := LoadManifests(cfg.PluginsDir)
@@ -123,12 +136,10 @@ func (w *Worker) Start(ctx context.Context) error {
 
 func (w *Worker) start(ctx context.Context) error {
 	w.started = time.Now()
-	probe, err := ProbeResources(ctx, w.cfg.NvidiaSMI)
-	if err != nil {
-		w.log.Warn("resource probe failed; advertising what was found", slog.Any("error", err))
-	}
+	w.storeProbe(w.measure(ctx))
 	w.mu.Lock()
-	w.probe = probe
+	probe := w.probe
+	gpus := len(w.advertisedGPUs())
 	w.mu.Unlock()
 
 	sub, err := w.nc.Subscribe(w.subj.WorkerCommand(w.cfg.Name), w.onCommand)
@@ -160,7 +171,7 @@ func (w *Worker) start(ctx context.Context) error {
 	go w.probeLoop(bgCtx)
 	w.running = true
 	w.log.Info("worker started", slog.Int("max_jobs", w.cfg.MaxJobs), slog.Any("plugins", w.plugins.Names()),
-		slog.Float64("cpus", probe.CPUs), slog.Int64("memory_mb", probe.MemoryTotalMB), slog.Int("gpus", len(probe.GPUs)))
+		slog.Float64("cpus", probe.CPUs), slog.Int64("memory_mb", probe.MemoryTotalMB), slog.Int("gpus", gpus), slog.Bool("declared_gpus", len(w.cfg.StaticGPUs) > 0))
 	return nil
 }
 
@@ -179,12 +190,17 @@ func (w *Worker) Stop(ctx context.Context) error {
 		w.mu.Unlock()
 
 		done := make(chan struct{})
-		go func() { w.jobsDone.Wait(); close(done) }()
+		go func() {
+			w.jobsDone.Wait()
+			w.evictions.Wait()
+			close(done)
+		}()
 		select {
 		case <-done:
 		case <-ctx.Done():
 			err = fmt.Errorf("worker: stop: jobs still running: %w", ctx.Err())
 		}
+		w.evictions.Wait()
 
 		if e := w.plugins.Close(ctx); e != nil && err == nil {
 			err = fmt.Errorf("worker: stop plugins: %w", e)
@@ -320,7 +336,7 @@ func (w *Worker) heartbeat(leaving bool) messages.Heartbeat {
 			CPUs:              w.probe.CPUs,
 			MemoryTotalMB:     w.probe.MemoryTotalMB,
 			MemoryAvailableMB: w.probe.MemoryAvailableMB,
-			GPUs:              w.probe.GPUs,
+			GPUs:              w.advertisedGPUs(),
 			Plugins:           w.plugins.Info(),
 			Draining:          w.stopping,
 		},
@@ -343,25 +359,3 @@ func (w *Worker) heartbeat(leaving bool) messages.Heartbeat {
 
 // cancelMemory is how long a cancel for an unknown job is remembered.
 const cancelMemory = 10 * time.Minute
-
-// probeLoop refreshes the resource probe.
-func (w *Worker) probeLoop(ctx context.Context) {
-	defer w.bg.Done()
-	ticker := time.NewTicker(w.cfg.ProbeInterval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
-		probe, err := ProbeResources(ctx, w.cfg.NvidiaSMI)
-		if err != nil {
-			w.log.Warn("resource probe failed", slog.Any("error", err))
-			continue
-		}
-		w.mu.Lock()
-		w.probe = probe
-		w.mu.Unlock()
-	}
-}

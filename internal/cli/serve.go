@@ -57,6 +57,9 @@ func setupServe(fs *flag.FlagSet, e *env) func(context.Context, []string) error 
 		if len(args) != 0 {
 			return usagef("unexpected arguments %q: serve takes only flags", args)
 		}
+		if err := wf.check(); err != nil {
+			return err
+		}
 		logger, err := newLogger(e.stderr, *logLevel)
 		if err != nil {
 			return err
@@ -190,6 +193,9 @@ func setupWorker(fs *flag.FlagSet, e *env) func(context.Context, []string) error
 		if len(args) != 0 {
 			return usagef("unexpected arguments %q: worker takes only flags", args)
 		}
+		if err := wf.check(); err != nil {
+			return err
+		}
 		logger, err := newLogger(e.stderr, *logLevel)
 		if err != nil {
 			return err
@@ -232,6 +238,7 @@ type workerFlags struct {
 	pluginsDir string
 	maxJobs    int
 	nvidiaSMI  string
+	gpus       gpusFlag
 }
 
 func (w *workerFlags) register(fs *flag.FlagSet, defaultMaxJobs int) {
@@ -239,6 +246,9 @@ func (w *workerFlags) register(fs *flag.FlagSet, defaultMaxJobs int) {
 	fs.StringVar(&w.pluginsDir, "plugins", "./plugins", "`DIR` of plugin manifests, one JSON file per plugin")
 	fs.IntVar(&w.maxJobs, "max-jobs", defaultMaxJobs, "how many jobs the worker runs at once")
 	fs.StringVar(&w.nvidiaSMI, "nvidia-smi", "", "`PATH` of nvidia-smi for the GPU probe (default: looked up in PATH; none found means no GPUs)")
+	fs.Var(&w.gpus, "gpus", "declare the GPUs by hand instead of running nvidia-smi, for other accelerators or machines without it: "+
+		"`SPEC` is INDEX:MEMORY_MIB[:NAME] per GPU, comma-separated, such as 0:24576,1:24576:Gaudi2. "+
+		"Used memory is then what this worker's plugin processes declare in their manifests")
 }
 
 func (w *workerFlags) config(prefix string, logger *slog.Logger) worker.Config {
@@ -248,8 +258,35 @@ func (w *workerFlags) config(prefix string, logger *slog.Logger) worker.Config {
 		PluginsDir: w.pluginsDir,
 		MaxJobs:    w.maxJobs,
 		NvidiaSMI:  w.nvidiaSMI,
+		StaticGPUs: w.gpus.gpus,
 		Logger:     logger,
 	}
+}
+
+// check returns a usage error for flags that contradict each other.
+func (w *workerFlags) check() error {
+	if len(w.gpus.gpus) > 0 && w.nvidiaSMI != "" {
+		return usagef("--gpus and --nvidia-smi are both set: declared GPUs replace nvidia-smi, so give one")
+	}
+	return nil
+}
+
+// gpusFlag is the --gpus flag: GPUs declared as worker.ParseGPUSpec reads
+// them. The spec is checked as the flags are parsed.
+type gpusFlag struct {
+	spec string
+	gpus []messages.GPU
+}
+
+func (f *gpusFlag) String() string { return f.spec }
+
+func (f *gpusFlag) Set(spec string) error {
+	gpus, err := worker.ParseGPUSpec(spec)
+	if err != nil {
+		return err
+	}
+	f.spec, f.gpus = spec, gpus
+	return nil
 }
 
 func registerLogLevel(fs *flag.FlagSet, level string) *string {
