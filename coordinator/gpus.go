@@ -156,6 +156,11 @@ func planEviction(w *workerEntry, res messages.Resources) *evictPlan {
 	if res.GPUs == 0 || res.GPUMemoryMB == 0 || len(w.jobs) >= w.info.MaxJobs {
 		return nil
 	}
+	if len(w.evicting) > 0 {
+		// The memory of processes being evicted is not free yet; plan again
+		// once the worker's figures show what the eviction freed.
+		return nil
+	}
 	type option struct {
 		index int
 		procs []idleProcess

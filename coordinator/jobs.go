@@ -68,6 +68,10 @@ func (s *state) newJob(r *messages.SubmitRequest) (*jobEntry, error) {
 	if r.IdempotencyKey != "" {
 		s.idempotency[r.IdempotencyKey] = e.job.ID
 	}
+	if reason := s.hopeless(e); reason != "" {
+		s.park(e, reason)
+		return e, nil
+	}
 	s.queue.push(e)
 	s.dirty = true
 	return e, nil

@@ -105,6 +105,9 @@ func (s *state) report(msg *nats.Msg, r *messages.Report) {
 	if r.StatusMessage != "" {
 		e.job.StatusMessage = r.StatusMessage
 	}
+	if w := s.workers[r.Worker]; w != nil && len(e.gpus) > 0 && r.Time.After(w.gpuStaleSince) {
+		w.gpuStaleSince = r.Time
+	}
 	s.finish(e, status, now)
 	s.record(e, kind, func(err error) {
 		if err != nil {

@@ -121,14 +121,47 @@ func (s *state) park(e *jobEntry, reason string) {
 }
 
 // unparkAll returns parked jobs to the queue, because the set of workers
-// changed and some may be placeable now.
+// changed and some may be placeable now. Jobs that still no connected
+// worker can ever run stay parked, with their reason brought up to date.
 func (s *state) unparkAll() {
 	for id, e := range s.parked {
+		if reason := s.hopeless(e); reason != "" {
+			e.reason = reason
+			continue
+		}
 		delete(s.parked, id)
 		e.parked = false
 		s.queue.push(e)
 	}
 	s.dirty = true
+}
+
+// hopeless returns why no connected worker can ever run e, or "". Jobs are
+// checked when they are submitted and when workers change, so a job that
+// can never fit says so even while it sits behind a waiting job.
+func (s *state) hopeless(e *jobEntry) string {
+	provided := false
+	var never []string
+	for _, name := range s.workerOrder() {
+		w := s.workers[name]
+		if w.lost || !w.known {
+			continue
+		}
+		info, ok := w.plugin(e.job.PluginName)
+		if !ok {
+			continue
+		}
+		provided = true
+		why := cannotEverFit(w, e.job.Requirements.Apply(info.Resources))
+		if why == "" {
+			return ""
+		}
+		never = append(never, why)
+	}
+	if !provided {
+		return s.intern(noProvider(e.job.PluginName))
+	}
+	return "can never fit: " + summarize(never)
 }
 
 // place finds the best worker for e.
@@ -293,6 +326,9 @@ func fitsNow(w *workerEntry, info messages.PluginInfo, res messages.Resources) (
 	}
 	if res.GPUs == 0 {
 		return nil, ""
+	}
+	if !w.gpuStaleSince.IsZero() {
+		return nil, fmt.Sprintf("waits for a fresh GPU reading from worker %s after a job ended there", name)
 	}
 	if gpus := warmProcessFor(w, info.Name, res); gpus != nil {
 		return gpus, ""

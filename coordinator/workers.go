@@ -31,6 +31,10 @@ type workerEntry struct {
 	holdUntil time.Time
 	// drained is set while an operator has drained the worker.
 	drained bool
+	// gpuStaleSince is the worker's time of the latest end of a GPU job;
+	// until a heartbeat built after it arrives, the GPU memory figures do
+	// not show what that job's plugin still holds.
+	gpuStaleSince time.Time
 	// evicting marks the plugin processes the coordinator asked the worker
 	// to stop, until a heartbeat no longer lists them; evictSent is when.
 	evicting  map[int]bool
@@ -121,17 +125,28 @@ func (w *workerEntry) view() messages.WorkerState {
 	return messages.WorkerState{Info: w.info, Jobs: ids, LastSeen: w.lastSeen, Status: w.status(), GPUs: gpus}
 }
 
-// forgetEvicted drops eviction marks of processes the latest heartbeat no
-// longer lists, and of evictions that took longer than evictWait.
-func (w *workerEntry) forgetEvicted(now time.Time) {
+// forgetEvicted drops the eviction marks once a heartbeat built after the
+// evict command no longer lists the processes, neither as plugin processes
+// nor on a GPU, so its memory figures show the memory freed; or once
+// evictWait passed.
+func (w *workerEntry) forgetEvicted(hbTime, now time.Time) {
+	if len(w.evicting) == 0 {
+		return
+	}
 	live := map[int]bool{}
 	for _, p := range w.info.Plugins {
 		for _, proc := range p.Processes {
 			live[proc.PID] = true
 		}
 	}
+	for _, g := range w.info.GPUs {
+		for _, proc := range g.Processes {
+			live[proc.PID] = true
+		}
+	}
 	for pid := range w.evicting {
-		if !live[pid] || now.Sub(w.evictSent[pid]) > evictWait {
+		sent := w.evictSent[pid]
+		if (!live[pid] && hbTime.After(sent)) || now.Sub(sent) > evictWait {
 			delete(w.evicting, pid)
 			delete(w.evictSent, pid)
 		}
@@ -179,19 +194,25 @@ func (s *state) heartbeat(hb *messages.Heartbeat) {
 	name := hb.Info.Name
 	w := s.workerFor(name, now)
 	restarted := w.known && w.info.Instance != "" && w.info.Instance != hb.Info.Instance
-	if !w.known || w.lost || restarted {
+	connected := !w.known || w.lost || restarted
+	if connected {
 		s.c.log.Info("worker connected", slog.String("worker", name), slog.String("instance", hb.Info.Instance),
 			slog.Int("max_jobs", hb.Info.MaxJobs), slog.Int("plugins", len(hb.Info.Plugins)), slog.Int("gpus", len(hb.Info.GPUs)))
-		s.unparkAll()
-	} else if !sameCapabilities(&w.info, &hb.Info) {
-		s.unparkAll()
 	}
+	changed := connected || !sameCapabilities(&w.info, &hb.Info)
 	w.info = hb.Info
 	w.lastSeen = now
-	w.forgetEvicted(now)
+	if hb.Time.After(w.gpuStaleSince) {
+		w.gpuStaleSince = time.Time{}
+	}
+	w.forgetEvicted(hb.Time, now)
 	w.lost = false
 	w.known = true
 	s.dirty = true
+	if changed {
+		// Parked jobs are checked against the worker's new advertisement.
+		s.unparkAll()
+	}
 
 	held := make(map[string]int, len(hb.Running))
 	for _, r := range hb.Running {
