@@ -216,6 +216,12 @@ func (w *Worker) runJob(ctx context.Context, j *runningJob, slot *Slot, gpus []i
 	w.requestProbe()
 }
 
+// retryableReport reports whether a rejected final report should be sent
+// again: the coordinator failed to store it, or no longer leads.
+func retryableReport(code messages.ErrorCode) bool {
+	return code == messages.CodeUnavailable || code == messages.CodeInternal || code == messages.CodeNotLeader
+}
+
 // deliver sends a final report until the coordinator acknowledges or
 // rejects it, or ReportDeadline passes.
 func (w *Worker) deliver(r *messages.Report, log *slog.Logger) {
@@ -227,10 +233,17 @@ func (w *Worker) deliver(r *messages.Report, log *slog.Logger) {
 		if err == nil {
 			var reply messages.ReportReply
 			if err = messages.Decode(msg.Data, &reply); err == nil {
-				if reply.Error != nil {
+				switch {
+				case reply.Error == nil:
+					return
+				case retryableReport(reply.Error.Code):
+					// The coordinator could not store the report, as while it
+					// rebuilds its state; the report still counts.
+					err = reply.Error
+				default:
 					log.Warn("coordinator rejected the final report", slog.Any("error", reply.Error))
+					return
 				}
-				return
 			}
 		}
 		if time.Now().After(deadline) || w.nc.IsClosed() {

@@ -211,7 +211,7 @@ func stubbornCancel(t *testing.T, p *Plugins, plugin string) {
 			t.Errorf("process %d of the plugin's group survived the cancel", pid)
 		}
 	}
-	if zombies := zombieChildren(t); len(zombies) > 0 {
+	if zombies := zombieChildren(t, group); len(zombies) > 0 {
 		t.Errorf("zombie children %v left unreaped", zombies)
 	}
 	for _, text := range []string{"SIGTERM", "SIGKILL"} {

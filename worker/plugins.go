@@ -188,6 +188,15 @@ func (p *Plugins) AddManifest(m *Manifest) error {
 // AddHandler registers an in-process Go plugin that needs res per job. It
 // runs one job at a time.
 func (p *Plugins) AddHandler(name string, res messages.Resources, h Handler) error {
+	return p.AddHandlerInstances(name, res, 1, h)
+}
+
+// AddHandlerInstances is AddHandler for a handler that may run instances
+// jobs at once.
+func (p *Plugins) AddHandlerInstances(name string, res messages.Resources, instances int, h Handler) error {
+	if instances < 1 {
+		return fmt.Errorf("add handler %q: instances is %d: use 1 or more", name, instances)
+	}
 	if err := messages.ValidateToken("plugin name", name); err != nil {
 		return fmt.Errorf("add handler: %w", err)
 	}
@@ -203,7 +212,7 @@ func (p *Plugins) AddHandler(name string, res messages.Resources, h Handler) err
 		mode:      messages.ModeInProcess,
 		handler:   h,
 		resources: res,
-		instances: 1,
+		instances: instances,
 	})
 }
 

@@ -315,24 +315,25 @@ func processAlive(pid int) bool {
 	return i < 0 || i+2 >= len(data) || data[i+2] != 'Z'
 }
 
-// zombieChildren returns the zombie children of the test process.
-func zombieChildren(t *testing.T) []int {
+// zombieChildren returns those of pids that are zombie children of the
+// test process. It looks only at the plugin processes a test saw, because
+// under load other short-lived descendants can be caught between their
+// exit and their reaping.
+func zombieChildren(t *testing.T, pids []int) []int {
 	t.Helper()
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+	var zombies []int
+	for _, pid := range pids {
+		data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 		if err != nil {
 			continue
 		}
 		i := bytes.LastIndexByte(data, ')')
 		fields := strings.Fields(string(data[i+1:]))
 		if len(fields) > 1 && fields[0] == "Z" && fields[1] == strconv.Itoa(os.Getpid()) {
-			pid, _ := strconv.Atoi(e.Name())
-			pids = append(pids, pid)
+			zombies = append(zombies, pid)
 		}
 	}
-	return pids
+	return zombies
 }
 
 func TestAcquireErrors(t *testing.T) {
@@ -422,7 +423,8 @@ func TestCloseStopsEverything(t *testing.T) {
 			return ok
 		})
 	}
-	if pids := processesWithEnv(t, "PROBE_MARK="+mark); len(pids) < 5 {
+	seen := processesWithEnv(t, "PROBE_MARK="+mark)
+	if pids := seen; len(pids) < 5 {
 		t.Fatalf("found %d plugin processes, want at least 5 (two stubborn plugins with a child each and one warm probe)", len(pids))
 	}
 
@@ -445,7 +447,7 @@ func TestCloseStopsEverything(t *testing.T) {
 	if pids := processesWithEnv(t, "PROBE_MARK="+mark); len(pids) > 0 {
 		t.Errorf("plugin processes %v survived Close", pids)
 	}
-	if zombies := zombieChildren(t); len(zombies) > 0 {
+	if zombies := zombieChildren(t, seen); len(zombies) > 0 {
 		t.Errorf("zombie children %v left unreaped", zombies)
 	}
 	if _, err := p.Acquire("probe"); !errors.Is(err, ErrClosed) {

@@ -119,9 +119,10 @@ func New(nc *nats.Conn, cfg Config) (*Worker, error) {
 	return w, nil
 }
 
-// Handle registers an in-process plugin. Call it before Start.
+// Handle registers an in-process plugin that may run up to MaxJobs jobs at
+// once. Call it before Start.
 func (w *Worker) Handle(name string, res messages.Resources, h Handler) error {
-	return w.plugins.AddHandler(name, res, h)
+	return w.plugins.AddHandlerInstances(name, res, w.cfg.MaxJobs, h)
 }
 
 // Name returns the worker's name.

@@ -51,6 +51,7 @@ func setupServe(fs *flag.FlagSet, e *env) func(context.Context, []string) error 
 	prefix := fs.String("prefix", envDefault(e, "JETQUEUE_PREFIX", messages.DefaultPrefix), "subject `PREFIX` of the queue: the first token of its subjects (env JETQUEUE_PREFIX)")
 	var wf workerFlags
 	wf.register(fs, runtime.NumCPU())
+	policy := registerPolicy(fs)
 	logLevel := registerLogLevel(fs, "info")
 
 	return func(ctx context.Context, args []string) error {
@@ -58,6 +59,9 @@ func setupServe(fs *flag.FlagSet, e *env) func(context.Context, []string) error 
 			return usagef("unexpected arguments %q: serve takes only flags", args)
 		}
 		if err := wf.check(); err != nil {
+			return err
+		}
+		if err := checkPolicy(*policy); err != nil {
 			return err
 		}
 		logger, err := newLogger(e.stderr, *logLevel)
@@ -68,6 +72,7 @@ func setupServe(fs *flag.FlagSet, e *env) func(context.Context, []string) error 
 		st, err := startStack(ctx, stackConfig{
 			listen:  srv.listen,
 			dataDir: srv.dataDir,
+			policy:  *policy,
 			prefix:  *prefix,
 			worker:  wf.config(*prefix, logger),
 			logger:  logger,
@@ -136,11 +141,15 @@ func setupCoordinator(fs *flag.FlagSet, e *env) func(context.Context, []string) 
 	conn.register(fs, e)
 	name := fs.String("name", "", "`NAME` of this coordinator in logs and state (default: the host name)")
 	replicas := fs.Int("replicas", 1, "replica `COUNT` of the JetStream streams and the leader bucket: 1 on a single server, 3 on a 3-node cluster. Every coordinator of a queue needs the same count")
+	policy := registerPolicy(fs)
 	logLevel := registerLogLevel(fs, "info")
 
 	return func(ctx context.Context, args []string) error {
 		if len(args) != 0 {
 			return usagef("unexpected arguments %q: coordinator takes only flags", args)
+		}
+		if err := checkPolicy(*policy); err != nil {
+			return err
 		}
 		if *replicas < 1 || *replicas > 5 {
 			return usagef("invalid --replicas %d: use 1 on a single server, 3 on a 3-node cluster, at most 5", *replicas)
@@ -155,7 +164,7 @@ func setupCoordinator(fs *flag.FlagSet, e *env) func(context.Context, []string) 
 		}
 		defer nc.Close()
 
-		c, err := coordinator.New(nc, coordinator.Config{Name: *name, Prefix: conn.prefix, Replicas: *replicas, Logger: logger})
+		c, err := coordinator.New(nc, coordinator.Config{Name: *name, Prefix: conn.prefix, Replicas: *replicas, Policy: *policy, Logger: logger})
 		if err != nil {
 			return err
 		}
@@ -289,6 +298,18 @@ func (f *gpusFlag) Set(spec string) error {
 	return nil
 }
 
+// registerPolicy registers the --policy flag of the scheduling policy.
+func registerPolicy(fs *flag.FlagSet) *string {
+	return fs.String("policy", coordinator.PolicyStrict, "scheduling `POLICY`: strict (nothing starts ahead of a waiting job) or backfill (later jobs may use resources no waiting job ahead of them can use); see docs/SCHEDULING.md")
+}
+
+func checkPolicy(policy string) error {
+	if policy != coordinator.PolicyStrict && policy != coordinator.PolicyBackfill {
+		return usagef("invalid --policy %q: use %s or %s", policy, coordinator.PolicyStrict, coordinator.PolicyBackfill)
+	}
+	return nil
+}
+
 func registerLogLevel(fs *flag.FlagSet, level string) *string {
 	return fs.String("log-level", level, "lowest level logged on stderr: debug, info, warn or error")
 }
@@ -324,6 +345,7 @@ func serviceOptions(logger *slog.Logger) []nats.Option {
 type stackConfig struct {
 	listen  string
 	dataDir string
+	policy  string
 	prefix  string
 	worker  worker.Config
 	logger  *slog.Logger
@@ -359,7 +381,7 @@ func startStack(ctx context.Context, cfg stackConfig) (st *stack, err error) {
 	if err != nil {
 		return st, err
 	}
-	st.coordinator, err = coordinator.New(coordConn, coordinator.Config{Prefix: cfg.prefix, Logger: cfg.logger})
+	st.coordinator, err = coordinator.New(coordConn, coordinator.Config{Prefix: cfg.prefix, Policy: cfg.policy, Logger: cfg.logger})
 	if err != nil {
 		return st, err
 	}
