@@ -99,7 +99,7 @@ func asAPIError(err error) *messages.Error {
 	return &messages.Error{Code: messages.CodeInternal, Message: err.Error()}
 }
 
-// decode decodes a request body, answering a bad one with an error.
+// decode decodes a request body and replies with an error to a bad one.
 func (c *Coordinator) decode(req micro.Request, v any) bool {
 	if err := messages.Decode(req.Data(), v); err != nil {
 		c.respondError(req, err)
@@ -236,7 +236,7 @@ func (c *Coordinator) handleWorkers(req micro.Request) {
 }
 
 // withState runs fn on the loop goroutine with the leader's state, or
-// answers that this coordinator is not the leader (any more).
+// replies that this coordinator is not the leader (any more).
 func (c *Coordinator) withState(req micro.Request, fn func(s *state)) {
 	c.do(func() {
 		if c.state == nil || !c.leaseValid() {

@@ -27,7 +27,7 @@ const Version = "0.1.0"
 //
 // All state is owned by one goroutine, the loop; NATS callbacks post
 // functions to its mailbox. Leadership is won and renewed by a second
-// goroutine, the elector, which asks the loop to take over or step down.
+// goroutine, the elector, which has the loop take over or step down.
 type Coordinator struct {
 	cfg  Config
 	nc   *nats.Conn

@@ -11,8 +11,9 @@ import (
 	"github.com/jetqueue/jetqueue/messages"
 )
 
-// evictWait is how long an eviction may take before the coordinator asks
-// again: the worker stops a process within its cancel_timeout + kill_grace.
+// evictWait is how long an eviction may take before the coordinator sends
+// the command again. A worker stops a process within its cancel_timeout +
+// kill_grace.
 const evictWait = 15 * time.Second
 
 // gpuRoom returns the memory a job can still get on GPU g of w, in MiB: the
@@ -23,8 +24,8 @@ func gpuRoom(w *workerEntry, g messages.GPU) int64 {
 }
 
 // pickGPUs chooses res.GPUs healthy GPUs on w with enough room, preferring
-// the GPUs with the least room that still fits. A job that asks for no GPU
-// memory gets GPUs no other job holds.
+// the GPUs with the least room that still fits. A job that requests no GPU
+// memory gets GPUs that no other job uses.
 func pickGPUs(w *workerEntry, res messages.Resources) ([]int, string) {
 	type option struct {
 		index int
@@ -204,7 +205,7 @@ func planEviction(w *workerEntry, res messages.Resources) *evictPlan {
 	return plan
 }
 
-// sendEvict asks a worker to stop idle plugin processes for a waiting job,
+// sendEvict commands a worker to stop idle plugin processes for a waiting job,
 // once per process until evictWait passes, and records the eviction as an
 // event of the waiting job.
 func (s *state) sendEvict(e *jobEntry, plan *evictPlan, now time.Time) {

@@ -10,7 +10,7 @@ import (
 	"github.com/jetqueue/jetqueue/messages"
 )
 
-// errBroken answers requests while the state is being rebuilt.
+// errBroken is the error of requests made while the state is rebuilt.
 var errBroken = messages.Errorf(messages.CodeUnavailable, "the coordinator is rebuilding its state after a storage error; retry in a few seconds")
 
 // submit queues one validated job and calls reply once it is durable.
@@ -148,8 +148,8 @@ func (s *state) lookup(id string) (*jobEntry, error) {
 	return e, nil
 }
 
-// cancel cancels a pending job at once, or asks the worker of a running
-// job to cancel it.
+// cancel cancels a pending job at once, or sends the worker of a running
+// job a cancel command.
 func (s *state) cancel(req micro.Request, id string) {
 	e, err := s.lookup(id)
 	if err == nil && s.broken {

@@ -146,7 +146,7 @@ func (s *state) progress(e *jobEntry, r *messages.Report, now time.Time) {
 // rejectionHold is how long a worker that rejected a job gets no new jobs.
 const rejectionHold = time.Second
 
-// onDispatchReply handles a worker's answer to a run command. The reply
+// onDispatchReply handles a worker's reply to a run command. The reply
 // subject ends in <job_id>.<attempt>.
 func (c *Coordinator) onDispatchReply(msg *nats.Msg) {
 	rest := strings.TrimPrefix(msg.Subject, c.dispatchInbox+".")

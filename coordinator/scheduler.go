@@ -415,7 +415,7 @@ func (s *state) sendCancel(worker, jobID string, attempt int) {
 	}
 }
 
-// requeueKind says what a re-queue counts against.
+// requeueKind is the limit a re-queue counts toward.
 type requeueKind int
 
 const (
@@ -489,7 +489,7 @@ func (s *state) requeue(e *jobEntry, reason string, now time.Time, kind requeueK
 }
 
 // checkDispatches re-queues jobs whose worker did not acknowledge the run
-// command in time, and tells that worker to drop them.
+// command in time, and sends that worker a cancel command for them.
 func (s *state) checkDispatches(now time.Time) {
 	timeout := s.c.cfg.DispatchTimeout
 	for _, e := range s.running {
