@@ -47,7 +47,7 @@ func placementState(b *testing.B) *state {
 			})
 		}
 		for j := range i % 4 {
-			e := &jobEntry{index: -1, gpus: []int{j}, res: gpuPlugin}
+			e := &jobEntry{index: -1, runState: &runState{gpus: []int{j}, res: gpuPlugin}}
 			e.job.ID = uuid.NewString()
 			e.job.PluginName = "embed"
 			w.assign(e)

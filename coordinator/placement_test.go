@@ -31,7 +31,7 @@ func pendingJob(plugin string, seq uint64) *jobEntry {
 
 // run books the job on w as running with the placement's GPUs.
 func run(w *workerEntry, e *jobEntry, p placement) {
-	e.gpus, e.res = p.gpus, p.res
+	e.runState = &runState{gpus: p.gpus, res: p.res}
 	w.assign(e)
 }
 

@@ -361,9 +361,7 @@ func (s *state) dispatch(e *jobEntry, p placement, now time.Time) {
 	e.job.StatusMessage = ""
 	e.job.PendingReason = ""
 	e.job.CancelPhase = messages.CancelNone
-	e.gpus = p.gpus
-	e.res = p.res
-	e.runSent, e.accepted, e.unconfirmed = false, false, false
+	e.runState = &runState{gpus: p.gpus, res: p.res}
 	s.setStatus(e, messages.StatusRunning)
 	s.running[e.job.ID] = e
 	w.assign(e)
@@ -445,7 +443,7 @@ func (s *state) requeue(e *jobEntry, reason string, now time.Time, kind requeueK
 	}
 	delete(s.running, e.job.ID)
 	delete(s.progressPending, e.job.ID)
-	e.progressDirty = false
+	e.runState = nil
 	if kind == requeueRejected {
 		e.job.Attempt--
 	}
@@ -481,8 +479,6 @@ func (s *state) requeue(e *jobEntry, reason string, now time.Time, kind requeueK
 	e.job.Progress = 0
 	e.job.StatusMessage = ""
 	e.job.CancelPhase = messages.CancelNone
-	e.runSent, e.accepted, e.unconfirmed = false, false, false
-	e.gpus = nil
 	s.queue.push(e)
 	s.dirty = true
 	s.record(e, messages.EventRequeued, nil)

@@ -18,8 +18,13 @@ type jobEntry struct {
 	parked bool
 	reason string
 
-	// durable is false until the journal acknowledged the submitted event.
-	durable bool
+	// runState is set while the job runs, and nil otherwise, so pending
+	// and finished jobs do not carry its fields.
+	*runState
+}
+
+// runState is the bookkeeping of a running job.
+type runState struct {
 	// runSent is set once the run command went to the worker.
 	runSent bool
 	// accepted is set once the worker acknowledged the run command.
@@ -126,7 +131,7 @@ func (s *state) apply(_ uint64, ev *messages.Event) {
 			// The job's earlier events are gone; keep what this one says.
 			s.c.log.Warn("journal event for a job without a submitted event", "job_id", rec.ID, "event", string(ev.Kind))
 		}
-		e = &jobEntry{index: -1, durable: true}
+		e = &jobEntry{index: -1}
 		s.jobs[rec.ID] = e
 		s.submitted++
 		if rec.IdempotencyKey != "" {
@@ -151,10 +156,7 @@ func (s *state) finishReplay(now time.Time) {
 		case messages.StatusPending:
 			s.queue.push(e)
 		case messages.StatusRunning:
-			e.unconfirmed = true
-			e.runSent = true
-			e.accepted = true
-			e.dispatchedAt = now
+			e.runState = &runState{unconfirmed: true, runSent: true, accepted: true, dispatchedAt: now}
 			s.running[e.job.ID] = e
 			w := s.workerFor(e.job.Worker, now)
 			w.assign(e)
@@ -200,7 +202,7 @@ func (s *state) finish(e *jobEntry, st messages.Status, now time.Time) {
 	}
 	delete(s.running, e.job.ID)
 	delete(s.progressPending, e.job.ID)
-	e.progressDirty = false
+	e.runState = nil
 
 	s.setStatus(e, st)
 	t := now
