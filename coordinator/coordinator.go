@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
@@ -305,7 +306,7 @@ func (c *Coordinator) stepDown() {
 
 // subscribe starts the worker-facing subscriptions.
 func (c *Coordinator) subscribe() error {
-	c.dispatchInbox = c.nc.NewRespInbox()
+	c.dispatchInbox = c.subj.DispatchAcks(uuid.NewString())
 	handlers := []struct {
 		subject string
 		fn      nats.MsgHandler

@@ -18,7 +18,7 @@ const (
 // Verbs lists every API verb.
 var Verbs = []string{VerbSubmit, VerbSubmitBatch, VerbCancel, VerbReorder, VerbGet, VerbState, VerbLogs, VerbWorkers, VerbDrain}
 
-// SubmitRequest asks the coordinator to queue a job. The reply is sent only
+// SubmitRequest is a request to queue a job. The reply is sent only
 // once the job is durable in JetStream.
 type SubmitRequest struct {
 	V          int     `msgpack:"v" json:"v"`
@@ -83,7 +83,7 @@ type JobReply struct {
 	Job Job `msgpack:"job" json:"job"`
 }
 
-// StateRequest asks for the whole queue.
+// StateRequest is a request for the whole queue.
 type StateRequest struct {
 	V int `msgpack:"v" json:"v"`
 	// HistoryLimit caps the finished jobs returned, newest first. 0 takes
@@ -126,7 +126,7 @@ type Stats struct {
 	Submitted uint64 `msgpack:"submitted" json:"submitted"`
 }
 
-// LogsRequest asks for the last lines of one job's log.
+// LogsRequest is a request for the last lines of one job's log.
 type LogsRequest struct {
 	V  int    `msgpack:"v" json:"v"`
 	ID string `msgpack:"id" json:"id"`
@@ -166,7 +166,7 @@ type DrainReply struct {
 	Worker WorkerState `msgpack:"worker" json:"worker"`
 }
 
-// WorkerState is a worker as the coordinator sees it: its last
+// WorkerState is the coordinator's view of a worker: its last
 // advertisement, the jobs the coordinator assigned to it, and liveness.
 type WorkerState struct {
 	Info WorkerInfo `msgpack:"info" json:"info"`

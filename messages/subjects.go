@@ -98,6 +98,14 @@ func (s Subjects) Heartbeat() string { return s.prefix + ".wrk.hb" }
 // Report returns the subject workers send job reports on: jq.wrk.report.
 func (s Subjects) Report() string { return s.prefix + ".wrk.report" }
 
+// DispatchAcks returns the prefix of the reply subjects on which workers
+// acknowledge run commands to one coordinator: jq.wrk.ack.<id>. A reply
+// subject inside the queue's prefix lets the worker role publish
+// acknowledgements without being allowed to reply on arbitrary inboxes.
+func (s Subjects) DispatchAcks(coordinatorID string) string {
+	return s.prefix + ".wrk.ack." + coordinatorID
+}
+
 // WorkerCommand returns the subject a worker receives commands on:
 // jq.wrk.cmd.<worker>.
 func (s Subjects) WorkerCommand(worker string) string { return s.prefix + ".wrk.cmd." + worker }

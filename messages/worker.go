@@ -2,7 +2,7 @@ package messages
 
 import "time"
 
-// WorkerInfo is what a worker advertises about itself in every heartbeat.
+// WorkerInfo is a worker's advertisement of itself, sent in every heartbeat.
 type WorkerInfo struct {
 	Name string `msgpack:"name" json:"name"`
 	// Instance is a fresh UUID per worker process, so the coordinator tells
@@ -35,7 +35,7 @@ type GPU struct {
 	MemoryFreeMB  int64  `msgpack:"memory_free_mb" json:"memory_free_mb"`
 	// UtilizationPct is the GPU utilisation in percent, or -1 when unknown.
 	UtilizationPct int `msgpack:"utilization_pct" json:"utilization_pct"`
-	// Unhealthy says why the GPU must not be used, such as uncorrectable
+	// Unhealthy is the reason the GPU must not be used, such as uncorrectable
 	// ECC errors; empty when it is healthy.
 	Unhealthy string `msgpack:"unhealthy" json:"unhealthy,omitempty"`
 	// Processes are the compute processes on the GPU, of jetqueue or not.
@@ -105,7 +105,7 @@ type Heartbeat struct {
 	Running []RunningJob `msgpack:"running" json:"running"`
 	Time    time.Time    `msgpack:"time" json:"time"`
 	// Leaving is set in the last heartbeat of a worker that stops: the
-	// coordinator forgets it at once instead of waiting for the lease.
+	// coordinator marks it lost at once instead of waiting for the lease.
 	Leaving bool `msgpack:"leaving" json:"leaving,omitempty"`
 }
 
@@ -145,7 +145,7 @@ type WorkerCommand struct {
 	// Evict lists the pids of idle plugin processes to stop, for
 	// CommandEvict; busy ones are left alone.
 	Evict []int `msgpack:"evict" json:"evict,omitempty"`
-	// Reason says why, for CommandEvict; it goes into logs and events.
+	// Reason is the reason for CommandEvict, for logs and events.
 	Reason string `msgpack:"reason" json:"reason,omitempty"`
 	// Term is the sending leader's leadership term.
 	Term uint64 `msgpack:"term" json:"term"`
