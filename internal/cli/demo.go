@@ -55,6 +55,10 @@ var demoDirs = []struct {
 	{"runtime", 0},
 }
 
+// demoProgressInterval is the shortest time between two progress events of
+// one demo job.
+const demoProgressInterval = 5 * time.Millisecond
+
 // demoCancelDir names the directory whose job the demo cancels.
 const demoCancelDir = "cmd"
 
@@ -112,12 +116,17 @@ func setupDemo(fs *flag.FlagSet, e *env) func(context.Context, []string) error {
 		}
 
 		wf := workerFlags{name: "demo-worker", pluginsDir: pluginsDir, maxJobs: *maxJobs}
+		wcfg := wf.config(messages.DefaultPrefix, logger)
+		// The demo's jobs take tens of milliseconds, so progress is reported
+		// far more often than by default, or none would show.
+		wcfg.ProgressInterval = demoProgressInterval
 		st, err := startStack(runCtx, stackConfig{
-			listen:  "127.0.0.1:-1",
-			dataDir: filepath.Join(dir, "data"),
-			prefix:  messages.DefaultPrefix,
-			worker:  wf.config(messages.DefaultPrefix, logger),
-			logger:  logger,
+			listen:           "127.0.0.1:-1",
+			dataDir:          filepath.Join(dir, "data"),
+			prefix:           messages.DefaultPrefix,
+			progressInterval: demoProgressInterval,
+			worker:           wcfg,
+			logger:           logger,
 		})
 		if err != nil {
 			return err

@@ -346,9 +346,11 @@ type stackConfig struct {
 	listen  string
 	dataDir string
 	policy  string
-	prefix  string
-	worker  worker.Config
-	logger  *slog.Logger
+	// progressInterval overrides the coordinator's ProgressInterval when set.
+	progressInterval time.Duration
+	prefix           string
+	worker           worker.Config
+	logger           *slog.Logger
 }
 
 // stack is an embedded nats-server with a coordinator and a worker, each on
@@ -381,7 +383,7 @@ func startStack(ctx context.Context, cfg stackConfig) (st *stack, err error) {
 	if err != nil {
 		return st, err
 	}
-	st.coordinator, err = coordinator.New(coordConn, coordinator.Config{Prefix: cfg.prefix, Policy: cfg.policy, Logger: cfg.logger})
+	st.coordinator, err = coordinator.New(coordConn, coordinator.Config{Prefix: cfg.prefix, Policy: cfg.policy, ProgressInterval: cfg.progressInterval, Logger: cfg.logger})
 	if err != nil {
 		return st, err
 	}
