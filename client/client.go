@@ -70,7 +70,7 @@ func WithTimeout(d time.Duration) Option {
 // leads, such as during a failover.
 const DefaultRetryFor = 15 * time.Second
 
-// WithRetry sets how long a request is retried when no coordinator answers
+// WithRetry sets how long a request is retried when no coordinator replies
 // (no responders, a timeout, or a standby's not_leader reply) before the
 // error is returned. Submits carry an idempotency key, so a retry never
 // queues a job twice; cancels are retried only when the first attempt
@@ -242,7 +242,7 @@ func (c *Client) jobRequest(ctx context.Context, verb, id string) (messages.Job,
 }
 
 // request sends one API request and decodes the reply into reply. An error
-// reply becomes an *messages.Error. While no coordinator answers, it
+// reply becomes an *messages.Error. While no coordinator replies, it
 // retries for up to the client's retry duration.
 func (c *Client) request(ctx context.Context, verb string, req, reply any) error {
 	data, err := messages.Encode(req)
@@ -267,7 +267,8 @@ func (c *Client) request(ctx context.Context, verb string, req, reply any) error
 }
 
 // retryable reports whether a failed request may be sent again: no
-// coordinator answered, or a standby did. A cancel that timed out may have
+// coordinator replied, or one that no longer leads did. A cancel that timed
+// out may have
 // been carried out, so only its sure failures are retried.
 func (c *Client) retryable(verb string, err error) bool {
 	var apiErr *messages.Error

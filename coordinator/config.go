@@ -84,8 +84,8 @@ type Config struct {
 	// PublishAckTimeout bounds the wait for JetStream to acknowledge a
 	// write. Defaults to 10s.
 	PublishAckTimeout time.Duration
-	// LeaderLease is how long the leader lease lasts unless renewed; the
-	// leader renews it every third of that, and a standby takes over at most
+	// LeaderLease is how long the leader lease lasts unless renewed. The
+	// leader renews it every third of that, so a standby takes over at most
 	// this long after the leader died. Defaults to 3s.
 	LeaderLease time.Duration
 	// Policy is the scheduling policy, PolicyStrict or PolicyBackfill.

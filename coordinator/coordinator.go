@@ -202,7 +202,7 @@ func (c *Coordinator) elect(ctx context.Context) {
 
 // leaseValid reports whether this coordinator leads and renewed its lease
 // recently enough that no standby can have taken over. A leader that was
-// paused (SIGSTOP, a long GC pause, a frozen VM) sees an old renewal when it
+// paused (SIGSTOP, a long GC pause, a frozen VM) finds an old renewal when it
 // resumes, and does nothing until the elector confirms or drops the lease.
 func (c *Coordinator) leaseValid() bool {
 	if !c.leading.Load() {

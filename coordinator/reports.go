@@ -86,7 +86,7 @@ func (s *state) report(msg *nats.Msg, r *messages.Report) {
 		e.job.Error = r.Error
 	case messages.ReportCancelled:
 		if e.job.CancelPhase == messages.CancelNone {
-			// Nobody asked for this cancel: the worker is shutting down.
+			// No client requested this cancel: the worker is shutting down.
 			// The job goes back to the queue.
 			s.requeue(e, fmt.Sprintf("worker %s stopped the job: %s", r.Worker, r.Error), now, requeueHandoff)
 			s.c.replyReport(msg, nil)
@@ -121,7 +121,7 @@ func (s *state) report(msg *nats.Msg, r *messages.Report) {
 // limited per job, the latest value winning.
 func (s *state) progress(e *jobEntry, r *messages.Report, now time.Time) {
 	if r.Kind == messages.ReportCancelStep {
-		// Steps of a cancel nobody requested (a worker shutting down) leave
+		// Steps of a cancel that no client requested (a worker shutting down) leave
 		// the record alone: that job goes back to the queue.
 		if e.job.CancelPhase != messages.CancelNone && r.CancelPhase != messages.CancelNone {
 			e.job.CancelPhase = r.CancelPhase

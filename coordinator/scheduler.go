@@ -18,7 +18,8 @@ const (
 	placeNever                // no connected worker can ever run it
 )
 
-// placement is where a job goes, or why it cannot go anywhere now.
+// placement is the outcome of placing one job: a worker and GPUs, or the
+// reason it has to wait.
 type placement struct {
 	verdict verdict
 	worker  *workerEntry
@@ -44,7 +45,7 @@ type candidate struct {
 // behind it waits too. Under the backfill policy, up to backfillDepth jobs
 // behind it may start on resources that no waiting job ahead of them can
 // use. Jobs that no connected worker can ever run are parked outside the
-// queue, so they hold nobody up.
+// queue, so they hold up no other job.
 func (s *state) schedule() {
 	if !s.dirty {
 		return
@@ -137,8 +138,8 @@ func (s *state) unparkAll() {
 }
 
 // hopeless returns why no connected worker can ever run e, or "". Jobs are
-// checked when they are submitted and when workers change, so a job that
-// can never fit says so even while it sits behind a waiting job.
+// checked when they are submitted and when workers change, so a job that can
+// never fit reports it even while it sits behind a waiting job.
 func (s *state) hopeless(e *jobEntry) string {
 	provided := false
 	var never []string

@@ -27,7 +27,7 @@ type snapshot struct {
 	Submitted uint64         `msgpack:"submitted"`
 	Time      time.Time      `msgpack:"time"`
 	Jobs      []messages.Job `msgpack:"jobs"`
-	// Checkpoints map journal sequences to times, so the leader knows which
+	// Checkpoints map journal sequences to times, so the leader can tell which
 	// events are older than EventRetention.
 	Checkpoints []checkpoint `msgpack:"checkpoints"`
 	// Drained names the workers an operator drained.

@@ -14,7 +14,7 @@ type jobEntry struct {
 	// index is the position in the pending heap, or -1 outside it.
 	index int
 	// parked is set while the job waits outside the heap because no
-	// connected worker can ever run it; reason says why.
+	// connected worker can ever run it, and reason is the explanation.
 	parked bool
 	reason string
 
@@ -128,7 +128,7 @@ func (s *state) apply(_ uint64, ev *messages.Event) {
 	}
 	if !ok {
 		if ev.Kind != messages.EventSubmitted {
-			// The job's earlier events are gone; keep what this one says.
+			// The job's earlier events are gone; keep the record this one carries.
 			s.c.log.Warn("journal event for a job without a submitted event", "job_id", rec.ID, "event", string(ev.Kind))
 		}
 		e = &jobEntry{index: -1}

@@ -31,9 +31,9 @@ type workerEntry struct {
 	holdUntil time.Time
 	// drained is set while an operator has drained the worker.
 	drained bool
-	// gpuStaleSince is the worker's time of the latest end of a GPU job;
-	// until a heartbeat built after it arrives, the GPU memory figures do
-	// not show what that job's plugin still holds.
+	// gpuStaleSince is the worker's time of the latest end of a GPU job.
+	// Until a heartbeat built after it arrives, the GPU memory figures do
+	// not include the memory that job's plugin still uses.
 	gpuStaleSince time.Time
 	// evicting marks the plugin processes the coordinator asked the worker
 	// to stop, until a heartbeat no longer lists them; evictSent is when.
@@ -125,10 +125,10 @@ func (w *workerEntry) view() messages.WorkerState {
 	return messages.WorkerState{Info: w.info, Jobs: ids, LastSeen: w.lastSeen, Status: w.status(), GPUs: gpus}
 }
 
-// forgetEvicted drops the eviction marks once a heartbeat built after the
-// evict command no longer lists the processes, neither as plugin processes
-// nor on a GPU, so its memory figures show the memory freed; or once
-// evictWait passed.
+// forgetEvicted drops an eviction mark once evictWait passed, or once a
+// heartbeat built after the evict command lists the process neither as a
+// plugin process nor on a GPU. That heartbeat's memory figures then show
+// the memory the eviction freed.
 func (w *workerEntry) forgetEvicted(hbTime, now time.Time) {
 	if len(w.evicting) == 0 {
 		return

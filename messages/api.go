@@ -142,7 +142,7 @@ type LogsReply struct {
 	Truncated bool `msgpack:"truncated" json:"truncated"`
 }
 
-// WorkersRequest asks for the registered workers.
+// WorkersRequest is a request for the registered workers.
 type WorkersRequest struct {
 	V int `msgpack:"v" json:"v"`
 }

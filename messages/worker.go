@@ -5,8 +5,8 @@ import "time"
 // WorkerInfo is a worker's advertisement of itself, sent in every heartbeat.
 type WorkerInfo struct {
 	Name string `msgpack:"name" json:"name"`
-	// Instance is a fresh UUID per worker process, so the coordinator tells
-	// a restarted worker from a live one of the same name.
+	// Instance is a fresh UUID per worker process, so the coordinator can
+	// tell a restarted worker from a live one of the same name.
 	Instance  string    `msgpack:"instance" json:"instance"`
 	Version   string    `msgpack:"version" json:"version"`
 	Host      string    `msgpack:"host" json:"host"`
@@ -131,7 +131,7 @@ const (
 )
 
 // WorkerCommand is a coordinator's order to one worker. Run and cancel share
-// one subject, so a worker sees them in the order they were sent.
+// one subject, so a worker receives them in the order they were sent.
 type WorkerCommand struct {
 	V    int    `msgpack:"v" json:"v"`
 	Kind string `msgpack:"kind" json:"kind"`

@@ -7,8 +7,8 @@
 // process group of its own; progress goes back to the coordinator and every
 // output line into the JQ_LOGS stream.
 //
-// A cancel is cooperative first: the plugin gets a cancel message (an
-// in-process handler sees its context cancelled). A plugin still running
+// A cancel is cooperative first: the plugin gets a cancel message (an in-
+// process handler has its context cancelled). A plugin still running
 // after its cancel_timeout gets SIGTERM on its whole process group, and
 // SIGKILL after kill_grace, so no child process survives.
 //

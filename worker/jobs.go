@@ -108,7 +108,7 @@ func (w *Worker) startJob(cmd *messages.WorkerCommand) error {
 		if held.attempt == job.Attempt {
 			return nil // a repeated command
 		}
-		return messages.Errorf(messages.CodeConflict, "worker %s still holds attempt %d of job %s", w.cfg.Name, held.attempt, job.ID)
+		return messages.Errorf(messages.CodeConflict, "worker %s still runs attempt %d of job %s", w.cfg.Name, held.attempt, job.ID)
 	}
 	if _, ok := w.cancelled[job.ID]; ok {
 		delete(w.cancelled, job.ID)

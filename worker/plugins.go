@@ -56,7 +56,7 @@ type Task struct {
 	// messages.CancelTerminate at SIGTERM and messages.CancelKill at SIGKILL.
 	CancelStep func(phase messages.CancelPhase)
 	// Kill, when closed, kills the job's process group with SIGKILL at once,
-	// skipping the cooperative steps. An in-process handler only sees its
+	// skipping the cooperative steps. An in-process handler only gets its
 	// context cancelled. May be nil.
 	Kill <-chan struct{}
 }

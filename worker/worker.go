@@ -178,8 +178,8 @@ func (w *Worker) start(ctx context.Context) error {
 
 // Stop drains the worker: it takes no new jobs, cancels running ones with
 // the full cancel escalation (the coordinator re-queues them), delivers
-// their reports, stops every plugin process and says goodbye to the
-// coordinator. It is idempotent and safe before Start.
+// their reports, stops every plugin process and sends the coordinator a last
+// heartbeat marked leaving. It is idempotent and safe before Start.
 func (w *Worker) Stop(ctx context.Context) error {
 	var err error
 	w.stopOnce.Do(func() {
@@ -300,7 +300,7 @@ func (w *Worker) checkContact() {
 	}
 }
 
-// poke asks for a heartbeat now.
+// poke requests a heartbeat now.
 func (w *Worker) poke() {
 	select {
 	case w.wake <- struct{}{}:
